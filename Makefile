@@ -1,0 +1,51 @@
+# The two commands: `make run` and `make test`. Everything else is what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-test chromium node-deps lint bench clean
+
+run: install
+	$(BIN)/permachat migrate
+	$(BIN)/permachat serve
+
+test: install-test chromium node-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(VENV)/.installed $@
+
+# Browser tests drive Debian's Chromium (Playwright cannot download browsers offline).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+# arlocal (a real Arweave node for tests), pinned by the committed lock file.
+node-deps:
+	@if [ -f package-lock.json ]; then \
+		if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+			npm ci --no-audit --no-fund; fi; fi
+
+lint: install-test
+	$(BIN)/ruff check .
+
+bench: install-test
+	$(BIN)/python bench/gateway.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache

@@ -1,0 +1,1 @@
+"""Permanent file storage on Arweave, billed with the gateway's keys and quota."""

@@ -1,0 +1,1 @@
+"""OpenAI-compatible LLM gateway: keys, quota, channels, relay and usage logs."""

@@ -1,0 +1,136 @@
+"""Deployment settings, read once from ``PERMACHAT_*`` environment variables.
+
+Every setting of the whole deployment lives here (the gateway is the package the
+others build on, so it is the one they can all import). Each field documents its
+variable; the README lists every one of them and a test keeps the two in step.
+A bad value raises :class:`SettingsError` naming the variable, which the CLI
+prints as one line.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+PREFIX = "PERMACHAT_"
+
+
+class SettingsError(Exception):
+    """A setting has a value permachat cannot use."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(f"{name}: {message}")
+
+
+def _env(name: str, *, doc: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"env": name, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _env("PERMACHAT_DATA_DIR", doc="Where the database, secret key and upload copies live.", default=Path("data"))
+    database_url: str = _env("PERMACHAT_DATABASE_URL", doc="sqlite:///path/to/file.db or postgresql://user:pass@host:5432/db.", default="")
+    secret_key: str = _env("PERMACHAT_SECRET_KEY", doc="Signs sessions; generated into DATA_DIR/secret_key when unset.", default="")
+    host: str = _env("PERMACHAT_HOST", doc="Address `permachat serve` listens on.", default="127.0.0.1")
+    port: int = _env("PERMACHAT_PORT", doc="Port `permachat serve` listens on.", default=8000)
+    workers: int = _env("PERMACHAT_WORKERS", doc="Uvicorn worker processes.", default=1)
+    log_level: str = _env("PERMACHAT_LOG_LEVEL", doc="debug, info, warning or error.", default="info")
+    public_url: str = _env("PERMACHAT_PUBLIC_URL", doc="Base URL people reach the service at (shown in docs).", default="")
+    admin_email: str = _env("PERMACHAT_ADMIN_EMAIL", doc="Email of the admin created on first start.", default="")
+    admin_password: str = _env("PERMACHAT_ADMIN_PASSWORD", doc="Password of the admin created on first start (else one is generated and printed once).", default="")
+    openai_api_key: str = _env("OPENAI_API_KEY", doc="On first start with no channels, creates an OpenAI channel with this key.", default="")
+    openai_base_url: str = _env("OPENAI_BASE_URL", doc="Base URL of that first OpenAI channel.", default="https://api.openai.com/v1")
+    max_body_bytes: int = _env("PERMACHAT_MAX_BODY_BYTES", doc="Largest gateway request body accepted (413 above).", default=20 * 1024 * 1024)
+    upstream_timeout: float = _env("PERMACHAT_UPSTREAM_TIMEOUT", doc="Seconds to wait for an upstream to start answering.", default=60.0)
+    redis_url: str = _env("PERMACHAT_REDIS_URL", doc="Optional redis://host:6379/0 shared by replicas for rate limits.", default="")
+    arweave_wallet: str = _env("PERMACHAT_ARWEAVE_WALLET", doc="Path of the JWK wallet that pays for uploads.", default="")
+    arweave_gateway: str = _env("PERMACHAT_ARWEAVE_GATEWAY", doc="Arweave gateway URL.", default="https://arweave.net")
+    arweave_max_bytes: int = _env("PERMACHAT_ARWEAVE_MAX_BYTES", doc="Largest upload accepted (413 above).", default=100 * 1024 * 1024)
+    arweave_confirmations: int = _env("PERMACHAT_ARWEAVE_CONFIRMATIONS", doc="Confirmations before an upload counts as permanent.", default=10)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from the environment, then apply ``overrides`` (used by tests)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if f.name in overrides:
+                raw = overrides.pop(f.name)
+                values[f.name] = raw if not isinstance(raw, str) else _parse(name, f.default, raw)
+            elif environ.get(name, "") != "":
+                values[f.name] = _parse(name, f.default, environ[name])
+        if overrides:
+            raise TypeError(f"unknown settings: {', '.join(sorted(overrides))}")
+        settings = cls(**values)
+        return settings._validated()
+
+    def _validated(self) -> Settings:
+        data_dir = Path(self.data_dir).expanduser()
+        url = self.database_url or f"sqlite:///{(data_dir / 'permachat.db').as_posix()}"
+        scheme = urlparse(url).scheme
+        if scheme not in ("sqlite", "postgres", "postgresql"):
+            raise SettingsError("PERMACHAT_DATABASE_URL", f"unsupported scheme {scheme!r}; use sqlite:///path or postgresql://...")
+        if not 0 < self.port < 65536:
+            raise SettingsError("PERMACHAT_PORT", f"{self.port} is not a TCP port (1-65535)")
+        if self.workers < 1:
+            raise SettingsError("PERMACHAT_WORKERS", "must be at least 1")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise SettingsError("PERMACHAT_LOG_LEVEL", f"{self.log_level!r} is not one of debug, info, warning, error")
+        for name, value in (("PERMACHAT_ARWEAVE_GATEWAY", self.arweave_gateway), ("OPENAI_BASE_URL", self.openai_base_url)):
+            if urlparse(value).scheme not in ("http", "https"):
+                raise SettingsError(name, f"{value!r} is not an http(s) URL")
+        if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss"):
+            raise SettingsError("PERMACHAT_REDIS_URL", f"{self.redis_url!r} is not a redis:// URL")
+        return replace(self, data_dir=data_dir, database_url=url, log_level=self.log_level.lower())
+
+    def with_secret_key(self) -> Settings:
+        """Return settings whose secret key is set, generating and storing one on first use."""
+        if self.secret_key:
+            return self
+        path = self.data_dir / "secret_key"
+        try:
+            if path.exists():
+                key = path.read_text().strip()
+            else:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                key = secrets.token_urlsafe(48)
+                # 0600 from the start: the key signs every session cookie.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(key + "\n")
+        except OSError as exc:
+            raise SettingsError("PERMACHAT_DATA_DIR", f"cannot store the secret key in {self.data_dir}: {exc.strerror}") from exc
+        return replace(self, secret_key=key)
+
+
+def _parse(name: str, default: Any, raw: str) -> Any:
+    raw = raw.strip()
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw)
+    except ValueError:
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}[type(default)]
+        raise SettingsError(name, f"{raw!r} is not {kind}") from None
+    return raw
+
+
+def documented_variables() -> list[tuple[str, str]]:
+    """Every environment variable permachat reads, with its one-line description."""
+    return [(f.metadata["env"], f.metadata["doc"]) for f in fields(Settings)]

@@ -1,0 +1,65 @@
+"""Quota is integer units; reservations never let concurrency overspend."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+
+from gateway import quota
+from gateway.accounts import create_token, create_user, topup
+from gateway.db import db
+from gateway.models import RequestLog, Token, User
+from gateway.money import MoneyError, cost_of_tokens, format_usd, parse_usd, usd_to_units
+
+
+def test_units_and_usd():
+    assert usd_to_units("1") == 500_000 and usd_to_units(Decimal("0.000002")) == 1
+    assert format_usd(625_000) == "$1.25" and format_usd(2) == "$0.000004" and format_usd(0) == "$0.00"
+    assert cost_of_tokens(1, 1_250_000) == 2  # 1.25 units rounds up, never down to free
+    assert cost_of_tokens(1_000_000, 1_250_000) == 1_250_000
+    for bad in ("abc", "-1", "NaN", "1e20"):
+        with pytest.raises(MoneyError):
+            parse_usd(bad)
+
+
+def test_reserve_settle_refund(database):
+    user = create_user("q@example.com", "password123")
+    topup(user, "1")
+    token = create_token(user, usd="0.5").token
+    r = quota.reserve(user.id, token.id, 100_000)
+    assert User.get_by_id(user.id).quota == 400_000 and Token.get_by_id(token.id).remain_quota == 150_000
+    assert quota.settle(r, 30_000) == 30_000
+    assert User.get_by_id(user.id).quota == 470_000 and Token.get_by_id(token.id).remain_quota == 220_000
+    with pytest.raises(RuntimeError):
+        quota.settle(r, 1)
+    r = quota.reserve(user.id, token.id, 200_000)
+    quota.refund(r)
+    assert Token.get_by_id(token.id).remain_quota == 220_000
+    with pytest.raises(quota.InsufficientQuota) as info:
+        quota.reserve(user.id, token.id, 220_001)
+    assert info.value.which == "token"
+    assert User.get_by_id(user.id).quota == 470_000, "a refused key reservation leaves the account untouched"
+    assert RequestLog.select().where(RequestLog.kind == "topup").count() == 1
+
+
+def test_concurrent_reservations_never_overspend(database):
+    user = create_user("c@example.com", "password123")
+    topup(user, "1")  # 500,000 units: room for exactly 5 reservations of 100,000
+    wins, losses = [], []
+
+    def worker():
+        with db.connection_context():
+            try:
+                wins.append(quota.reserve(user.id, None, 100_000, token_unlimited=True))
+            except quota.InsufficientQuota:
+                losses.append(1)
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 5 and len(losses) == 15
+    assert User.get_by_id(user.id).quota == 0

@@ -1,0 +1,65 @@
+"""The web app: chat page and account console (Flask + HTMX), served under the ASGI app.
+
+:func:`create_app` is the Flask application factory; :mod:`webapp.asgi` mounts it
+last, behind the gateway's and the uploads' async routes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request, session
+from flask_babel import Babel
+from flask_login import LoginManager
+from flask_wtf import CSRFProtect
+
+from gateway.settings import Settings
+
+LANGUAGES = ("en", "zh")
+
+babel = Babel()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+
+def select_locale() -> str:
+    """The language the visitor picked, else the browser's best match, else English."""
+    chosen = session.get("lang")
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(LANGUAGES) or "en"
+
+
+def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app for ``settings`` (read from the environment when not given)."""
+    from gateway.models import User
+    from webapp import views
+
+    settings = (settings or Settings.from_env()).with_secret_key()
+    app = Flask(__name__)
+    app.config.from_mapping(
+        SECRET_KEY=settings.secret_key,
+        PERMACHAT_SETTINGS=settings,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        BABEL_TRANSLATION_DIRECTORIES="translations",
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+    )
+    if test_config:
+        app.config.update(test_config)
+
+    babel.init_app(app, locale_selector=select_locale)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "account.login"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> Any:
+        from webapp.auth import SessionUser
+
+        user = User.get_or_none(User.id == int(user_id)) if user_id.isdigit() else None
+        return SessionUser(user) if user is not None and user.status == "active" else None
+
+    views.init_app(app)
+    return app

@@ -1,0 +1,71 @@
+"""The one ASGI app: async routes first, the Flask app mounted last at ``/``.
+
+Lifespan events do not reach mounted apps, so everything that must start and
+stop with the process (the database binding, the shared HTTP client, background
+workers) is owned by the lifespan here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from a2wsgi import WSGIMiddleware
+from httpx_aiohttp import AiohttpTransport
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gateway import db as dbmod
+from gateway.settings import Settings
+
+log = logging.getLogger("permachat")
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def _http_client(settings: Settings) -> httpx.AsyncClient:
+    # aiohttp's pool holds up under many concurrent streams where httpcore's degrades
+    # (ARCHITECTURE.md); the same httpx API on top.
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)
+    timeout = httpx.Timeout(connect=10, read=settings.upstream_timeout, write=60, pool=10)
+    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False), timeout=timeout,
+                             limits=limits, trust_env=False)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """200 when the database answers, 503 when it does not."""
+    try:
+        await dbmod.run_sync(lambda: dbmod.db.execute_sql("SELECT 1").fetchone())
+    except Exception as exc:  # any database failure means "not healthy"
+        return JSONResponse({"status": "error", "database": str(exc)[:200]}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+def create_asgi_app(settings: Settings | None = None) -> Starlette:
+    """Compose the deployment for ``settings`` (read from the environment when not given)."""
+    from webapp import create_app
+
+    settings = (settings or Settings.from_env()).with_secret_key()
+    if dbmod.db.obj is None:
+        dbmod.bind(settings.database_url)
+    flask_app = create_app(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.settings = settings
+        async with _http_client(settings) as client:
+            app.state.http = client
+            yield
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+        Mount("/", app=WSGIMiddleware(flask_app, workers=16)),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

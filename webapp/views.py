@@ -1,0 +1,49 @@
+"""Views every page shares: the home page, the language switch, request set-up."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
+
+from gateway.db import db
+from webapp import LANGUAGES
+
+bp = Blueprint("core", __name__)
+
+
+@bp.get("/")
+def index() -> str:
+    """The chat page."""
+    return render_template("index.html")
+
+
+@bp.post("/lang/<code>")
+def set_language(code: str) -> Response:
+    """Switch the interface language and go back to the page the visitor was on."""
+    if code in LANGUAGES:
+        session["lang"] = code
+    target = request.form.get("next") or request.referrer or url_for("core.index")
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("core.index")
+    return redirect(target, code=303)
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def _connect() -> None:
+        # a2wsgi runs views on a fixed pool of threads; each keeps its connection.
+        db.connect(reuse_if_open=True)
+
+    @app.after_request
+    def _vary(response: Response) -> Response:
+        if request.headers.get("HX-Request"):
+            response.vary.add("HX-Request")
+        return response
+
+    @app.context_processor
+    def _globals() -> dict:
+        from flask_babel import get_locale
+
+        return {"current_lang": str(get_locale() or "en"), "languages": LANGUAGES}
+
+    app.register_blueprint(bp)
