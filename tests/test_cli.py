@@ -56,8 +56,8 @@ def test_user_create_topup_and_token(cli):
     assert re.fullmatch(r"sk-[A-Za-z0-9]{48}\n", key), "only the key, on stdout"
 
     open_db(cli)
-    from gateway.models import Token, User
     from gateway.accounts import verify_password
+    from gateway.models import Token, User
 
     alice = User.by_email("alice@example.com")
     assert alice.quota == 12.5 * UNITS_PER_USD and alice.role == "user"
