@@ -16,6 +16,7 @@ from flask_wtf import CSRFProtect
 from gateway.settings import Settings
 
 LANGUAGES = ("en", "zh")
+TRANSLATION_DOMAINS = ("messages", "chat", "console")
 
 babel = Babel()
 login_manager = LoginManager()
@@ -42,7 +43,10 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         PERMACHAT_SETTINGS=settings,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        BABEL_TRANSLATION_DIRECTORIES="translations",
+        # One catalog per area so each can be edited on its own: messages (shared
+        # layout), chat, console. Flask-Babel pairs each domain with a directory.
+        BABEL_DOMAIN=";".join(TRANSLATION_DOMAINS),
+        BABEL_TRANSLATION_DIRECTORIES=";".join("translations" for _ in TRANSLATION_DOMAINS),
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
     )
