@@ -1,0 +1,138 @@
+"""OpenAI's wire format, and the providers that speak it (Groq, DeepSeek).
+
+Bodies pass through untouched apart from ``model`` and, for streams,
+``stream_options.include_usage`` (so usage can be billed exactly).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import httpx
+
+from gateway.adaptors.base import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    IMAGES,
+    MODERATIONS,
+    SPEECH,
+    TRANSCRIPTIONS,
+    Adaptor,
+    ChannelConfig,
+    ChatRequest,
+    ChatResult,
+    FailureKind,
+    ForwardRequest,
+    ForwardResult,
+    JSONRequest,
+    JSONResult,
+    UpstreamFailure,
+    Usage,
+    raise_for_status,
+    transport_errors,
+)
+
+
+class OpenAIAdaptor(Adaptor):
+    name = "openai"
+    default_base_url = "https://api.openai.com/v1"
+    supports: ClassVar[frozenset[str]] = frozenset(
+        {CHAT, EMBEDDINGS, COMPLETIONS, IMAGES, SPEECH, TRANSCRIPTIONS, MODERATIONS})
+
+    def __init__(self, channel: ChannelConfig, http: httpx.AsyncClient) -> None:
+        super().__init__(channel, http)
+        self.headers = self.auth_headers()
+
+    def auth_headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.channel.key}"}
+        organization = self.channel.settings.get("organization")
+        if organization:
+            headers["OpenAI-Organization"] = str(organization)
+        return headers
+
+    def url(self, path: str, upstream_model: str) -> str:
+        """Where ``path`` (``/chat/completions``...) lives on this upstream for this model."""
+        return self.base_url + path
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        body = dict(request.body)
+        body["stream"] = False
+        body.pop("stream_options", None)
+        data = await self._post_json(self.url("/chat/completions", request.upstream_model), body, request.request_id)
+        return ChatResult(body=data, usage=Usage.from_openai(data.get("usage")))
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[dict[str, Any]]:
+        body = dict(request.body)
+        body["stream"] = True
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        with transport_errors():
+            async with self.http.stream("POST", self.url("/chat/completions", request.upstream_model), json=body,
+                                        headers=self._headers(request.request_id)) as response:
+                await raise_for_status(response)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # comments (": ping"), event names, blank separators
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        raise UpstreamFailure(f"the upstream sent a line that is not JSON: {data[:200]}",
+                                              kind=FailureKind.RETRY) from None
+                    if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+                        err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                        raise UpstreamFailure(str(err.get("message") or "upstream stream error"),
+                                              kind=FailureKind.RETRY, code=err.get("code"))
+                    yield chunk
+
+    async def embed(self, request: JSONRequest) -> JSONResult:
+        data = await self._post_json(self.url("/embeddings", request.upstream_model), request.body, request.request_id)
+        return JSONResult(body=data, usage=Usage.from_openai(data.get("usage")))
+
+    async def forward(self, request: ForwardRequest) -> ForwardResult:
+        headers = self._headers(request.request_id) | {"Content-Type": request.content_type}
+        with transport_errors():
+            response = await self.http.post(self.url(request.path, request.upstream_model), content=request.content, headers=headers)
+            await raise_for_status(response)
+            content = await response.aread()
+        content_type = response.headers.get("content-type", "application/octet-stream")
+        usage = None
+        if content_type.startswith("application/json"):
+            try:
+                usage = Usage.from_openai(json.loads(content).get("usage"))
+            except (ValueError, AttributeError):
+                usage = None
+        return ForwardResult(status=response.status_code, content=content, content_type=content_type, usage=usage)
+
+    def _headers(self, request_id: str) -> dict[str, str]:
+        return self.headers | {"X-Request-Id": request_id}
+
+    async def _post_json(self, url: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+        with transport_errors():
+            response = await self.http.post(url, json=body, headers=self._headers(request_id))
+            await raise_for_status(response)
+            content = await response.aread()
+        try:
+            data = json.loads(content)
+        except ValueError:
+            raise UpstreamFailure("the upstream answered with something that is not JSON",
+                                  kind=FailureKind.RETRY, status=response.status_code) from None
+        if not isinstance(data, dict):
+            raise UpstreamFailure("the upstream answered with JSON that is not an object", kind=FailureKind.RETRY)
+        return data
+
+
+class GroqAdaptor(OpenAIAdaptor):
+    name = "groq"
+    default_base_url = "https://api.groq.com/openai/v1"
+    supports: ClassVar[frozenset[str]] = frozenset({CHAT, TRANSCRIPTIONS})
+
+
+class DeepSeekAdaptor(OpenAIAdaptor):
+    name = "deepseek"
+    default_base_url = "https://api.deepseek.com/v1"
+    supports: ClassVar[frozenset[str]] = frozenset({CHAT, COMPLETIONS})
