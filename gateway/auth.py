@@ -96,6 +96,17 @@ class KeyCache:
             self._rows[digest] = (now + self.ttl, info)
         return info
 
+    def peek(self, key: str) -> tuple[bool, KeyInfo | None]:
+        """``(True, info)`` on a fresh cache hit, ``(False, None)`` when a lookup is needed.
+
+        Never touches the database, so the event loop can call it directly and go
+        to a worker thread only on a miss.
+        """
+        hit = self._rows.get(hash_secret(key))
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
     def forget(self, key_hash: str | None = None) -> None:
         with self._lock:
             if key_hash is None:
@@ -105,7 +116,15 @@ class KeyCache:
 
 
 def load_key(key_hash: str) -> KeyInfo | None:
-    row = (Token.select(Token, User).join(User).where(Token.key_hash == key_hash).first())
+    return _key_info(Token.select(Token, User).join(User).where(Token.key_hash == key_hash).first())
+
+
+def load_key_by_id(token_id: int) -> KeyInfo | None:
+    """A key by its row id (keys the server holds for a signed-in user). Blocking."""
+    return _key_info(Token.select(Token, User).join(User).where(Token.id == token_id).first())
+
+
+def _key_info(row: Token | None) -> KeyInfo | None:
     if row is None:
         return None
     user = row.user

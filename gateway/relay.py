@@ -1,15 +1,216 @@
-"""The hot path of one chat request: reserve, pick a channel, stream, settle, log.
+"""The hot path of a request: check, reserve, pick a channel (failing over), call, settle, log.
 
-:class:`ChatStream` is what :meth:`gateway.service.Gateway.chat` returns.
+:class:`Relay` holds what every request shares (the channel pool, the ledger,
+the rate limiter, the HTTP client); :class:`Call` is one request's bookkeeping
+from reservation to log row; :class:`ChatStream` is a streamed chat completion
+(what :meth:`gateway.service.Gateway.chat` returns).
+
+Only two things leave the event loop per request: the reservation (an atomic
+conditional UPDATE, which must happen before the upstream is called) and the
+batched settlement with its log row (see :mod:`gateway.ledger`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from gateway.adaptors.base import Usage
+import anyio
+import anyio.to_thread
+import httpx
+
+from gateway import quota, tokens
+from gateway.adaptors.base import (
+    CHAT,
+    Adaptor,
+    ChatRequest,
+    FailureKind,
+    ForwardRequest,
+    ForwardResult,
+    JSONRequest,
+    UpstreamFailure,
+    Usage,
+)
+from gateway.auth import KeyInfo
+from gateway.channels import ChannelInfo, ChannelPool, disable_channel, record_error
+from gateway.db import run_sync
+from gateway.errors import (
+    GatewayError,
+    InsufficientQuotaError,
+    NotFound,
+    PermissionDenied,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from gateway.ledger import Entry, Ledger
+from gateway.money import format_usd
+from gateway.prices import Price
+from gateway.ratelimit import RateLimiter
+from gateway.validation import validate_chat, wants_usage
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 5
+CLIENT_CLOSED = 499  # nginx's status for "the client went away"
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Call:
+    """One request's bookkeeping, from the reservation to the log row."""
+
+    auth: KeyInfo
+    endpoint: str
+    path: str
+    model: str
+    price: Price
+    request_id: str
+    client_ip: str
+    is_stream: bool
+    reservation: quota.Reservation | None = None
+    channel: ChannelInfo | None = None
+    upstream_model: str = ""
+    reached_upstream: bool = False
+    started: float = field(default_factory=time.monotonic)
+    ttft_ms: int | None = None
+    finished: bool = False
+
+    def mark_first_token(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = int((time.monotonic() - self.started) * 1000)
+
+
+class Relay:
+    def __init__(self, http: httpx.AsyncClient, pool: ChannelPool, ledger: Ledger, limiter: RateLimiter) -> None:
+        self.http = http
+        self.pool = pool
+        self.ledger = ledger
+        self.limiter = limiter
+
+    # -- before the upstream -------------------------------------------------
+
+    def check_model(self, auth: KeyInfo, model: str, endpoint: str) -> Price:
+        if not auth.allows_model(model):
+            raise PermissionDenied(f"The model `{model}` is not allowed for this API key.", param="model",
+                                   code="model_not_allowed")
+        if not self.pool.serving(model, endpoint):
+            what = "" if endpoint == CHAT else f" for {endpoint}"
+            raise NotFound(f"The model `{model}` does not exist or no channel serves it{what}.", param="model")
+        price = self.pool.price(model)
+        if price is None:
+            raise PermissionDenied(f"The model `{model}` has no price set, so it cannot be billed; "
+                                   "ask the admin to set one.", param="model", code="model_price_not_set")
+        return price
+
+    async def prepare(self, auth: KeyInfo, *, endpoint: str, path: str, model: str, estimate: Usage,
+                      calls: int = 1, client_ip: str, request_id: str | None, is_stream: bool) -> Call:
+        """Check the model, the rate limit and the balance, and reserve the worst case."""
+        price = self.check_model(auth, model, endpoint)
+        self.limiter.check(auth.token_id, auth.rpm_limit)
+        call = Call(auth=auth, endpoint=endpoint, path=path, model=model, price=price,
+                    request_id=request_id or new_request_id(), client_ip=client_ip, is_stream=is_stream)
+        units = price.cost(estimate, calls=calls)
+        if units:
+            try:
+                call.reservation = await run_sync(lambda: quota.reserve(
+                    auth.user_id, auth.token_id, units, token_unlimited=auth.unlimited))
+            except quota.InsufficientQuota as exc:
+                whose = "this API key's remaining quota" if exc.which == "token" else "your account balance"
+                raise InsufficientQuotaError(
+                    f"This request may cost up to {format_usd(units)}, more than {whose} covers. "
+                    "Top up, raise the key's limit, or lower max_tokens.") from None
+        else:
+            call.reservation = quota.Reservation(auth.user_id, None, 0)
+        return call
+
+    # -- the upstream ----------------------------------------------------------
+
+    async def failover(self, call: Call, attempt: Callable[[Adaptor, str], Awaitable[T]]) -> T:
+        """Run ``attempt`` on channels in turn until one works; never the same channel twice."""
+        tried: list[int] = []
+        last: UpstreamFailure | None = None
+        while len(tried) < MAX_ATTEMPTS:
+            channel = self.pool.pick(call.model, call.endpoint, tried)
+            if channel is None:
+                break
+            tried.append(channel.id)
+            call.channel = channel
+            call.upstream_model = channel.model_mapping.get(call.model, call.model)
+            adaptor = channel.adaptor(channel.config(), self.http)
+            call.reached_upstream = True
+            try:
+                return await attempt(adaptor, call.upstream_model)
+            except UpstreamFailure as failure:
+                last = failure
+                self.note_failure(channel, call.model, failure)
+                if failure.kind is FailureKind.CLIENT:
+                    raise failure.to_gateway_error() from None
+        call.reached_upstream = False  # no channel produced anything billable
+        if last is None:
+            raise UpstreamUnavailable(f"No channel is available for the model `{call.model}` right now.")
+        if last.is_rate_limit or last.kind is FailureKind.FATAL:
+            raise UpstreamUnavailable(f"Every channel serving `{call.model}` is busy or unavailable; "
+                                      "try again shortly.")
+        raise last.to_gateway_error()
+
+    def note_failure(self, channel: ChannelInfo, model: str, failure: UpstreamFailure) -> None:
+        detail = f"{model}: {failure.status or 'network'} {failure.message}"[:1000]
+        if failure.kind is FailureKind.FATAL:
+            self.pool.drop(channel.id)
+            self.ledger.later(lambda: disable_channel(channel.id, detail))
+        elif failure.kind is FailureKind.RETRY:
+            self.pool.suspend(channel.id, model, rate_limited=failure.is_rate_limit, retry_after=failure.retry_after)
+            self.ledger.later(lambda: record_error(channel.id, detail))
+
+    # -- after -------------------------------------------------------------------
+
+    def finish(self, call: Call, usage: Usage | None, *, status: int = 200, error: str = "", calls: int = 1) -> int:
+        """Queue the settlement and the log row; returns the cost charged (in units)."""
+        if call.finished:
+            return 0
+        call.finished = True
+        cost = call.price.cost(usage, calls=calls) if usage is not None and call.reached_upstream else 0
+        usage = usage or Usage()
+        row = {
+            "request_id": call.request_id, "kind": "relay", "user_id": call.auth.user_id,
+            "token_id": call.auth.token_id, "token_name": call.auth.token_name[:64],
+            "channel_id": call.channel.id if call.channel else None, "endpoint": call.path[:64],
+            "model": call.model[:128], "upstream_model": call.upstream_model[:128],
+            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens, "quota": cost,
+            "latency_ms": int((time.monotonic() - call.started) * 1000), "ttft_ms": call.ttft_ms,
+            "is_stream": call.is_stream, "status_code": status, "error": error[:2000],
+            "client_ip": call.client_ip[:64],
+        }
+        self.ledger.add(Entry(row=row, reservation=call.reservation, cost=cost))
+        return cost
+
+    # -- non-chat endpoints -----------------------------------------------------
+
+    async def call_endpoint(self, call: Call, *, body: dict[str, Any] | None, raw: bytes | None,
+                            content_type: str) -> ForwardResult:
+        """Relay an embeddings/completions/images/audio/moderations request (not billed here)."""
+
+        async def attempt(adaptor: Adaptor, upstream_model: str) -> ForwardResult:
+            if call.endpoint == "embeddings" and body is not None:
+                result = await adaptor.embed(JSONRequest(body={**body, "model": upstream_model}, model=call.model,
+                                                         upstream_model=upstream_model, request_id=call.request_id))
+                return ForwardResult(status=200, content=json.dumps(result.body).encode(),
+                                     content_type="application/json", usage=result.usage)
+            content = raw if raw is not None else json.dumps({**(body or {}), "model": upstream_model}).encode()
+            return await adaptor.forward(ForwardRequest(
+                endpoint=call.endpoint, path=call.path.removeprefix("/v1"), content=content,
+                content_type=content_type, model=call.model, upstream_model=upstream_model,
+                request_id=call.request_id))
+
+        return await self.failover(call, attempt)
 
 
 class ChatStream:
@@ -17,24 +218,157 @@ class ChatStream:
 
     ``__aenter__`` validates, reserves quota and opens the upstream stream up to
     its first chunk, failing over between channels; it raises ``GatewayError``
-    when none works. Iterating yields OpenAI ``chat.completion.chunk`` dicts.
-    ``__aexit__`` closes the upstream (cancelling it if still running), settles
-    the reservation to what was generated and queues the log row. After the block:
+    when none works (nothing is billed then). Iterating yields OpenAI
+    ``chat.completion.chunk`` dicts; a failure after the first chunk raises
+    ``UpstreamError`` from the iteration. ``__aexit__`` closes the upstream
+    (cancelling it if still running), settles to what was generated (at least
+    the prompt) and queues the log row. After the block these are set:
     """
 
     request_id: str
     model: str  # as the client asked
     usage: Usage | None  # None only if the request never reached an upstream
-    cost_quota: int  # units charged
+    cost_quota: int  # units charged (settling may take less if the balance ran dry)
     finish_reason: str | None  # "stop", "length", "tool_calls"...; None when cut short
-    error: str  # what went wrong mid-stream, "" when nothing did
+    error: str  # what went wrong, "" when nothing did
+
+    def __init__(self, relay: Relay, auth: KeyInfo, body: dict[str, Any], *, client_ip: str = "",
+                 request_id: str | None = None, path: str = "/v1/chat/completions") -> None:
+        self._relay = relay
+        self._auth = auth
+        self._body = body
+        self._client_ip = client_ip
+        self._path = path
+        self.request_id = request_id or new_request_id()
+        self.model = body.get("model") if isinstance(body.get("model"), str) else ""
+        self.usage = None
+        self.cost_quota = 0
+        self.finish_reason = None
+        self.error = ""
+        self._call: Call | None = None
+        self._upstream: AsyncIterator[dict[str, Any]] | None = None
+        self._first: dict[str, Any] | None = None
+        self._texts: list[str] = []
+        self._completed = False
+        self._usage_sent = False
+        self._include_usage = wants_usage(body)
+        self._last_chunk: dict[str, Any] | None = None
 
     async def __aenter__(self) -> ChatStream:
-        raise NotImplementedError
+        self.model = validate_chat(self._body)
+        estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(self._body),
+                         completion_tokens=tokens.max_output(self._body))
+        call = self._call = await self._relay.prepare(
+            self._auth, endpoint=CHAT, path=self._path, model=self.model, estimate=estimate,
+            client_ip=self._client_ip, request_id=self.request_id, is_stream=True)
+        try:
+            self._upstream, self._first = await self._relay.failover(call, self._open)
+        except BaseException as exc:
+            self.error = exc.message if isinstance(exc, GatewayError) else type(exc).__name__
+            status = exc.status if isinstance(exc, GatewayError) else CLIENT_CLOSED
+            with anyio.CancelScope(shield=True):
+                await self._settle(status)
+            raise
+        call.mark_first_token()
+        return self
+
+    async def _open(self, adaptor: Adaptor, upstream_model: str) -> tuple[AsyncIterator[dict[str, Any]],
+                                                                           dict[str, Any] | None]:
+        request = ChatRequest(body={**self._body, "model": upstream_model}, model=self.model,
+                              upstream_model=upstream_model, request_id=self.request_id)
+        upstream = adaptor.stream(request)
+        try:
+            first = await upstream.__anext__()
+        except StopAsyncIteration:
+            return upstream, None
+        except BaseException:
+            await upstream.aclose()  # type: ignore[attr-defined]
+            raise
+        return upstream, first
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        if self._upstream is None:
+            raise RuntimeError("use `async with gateway.chat(...) as stream` before iterating")
+        if self._first is not None:
+            chunk = self._accept(self._first)
+            self._first = None
+            if chunk is not None:
+                yield chunk
+        try:
+            async for raw in self._upstream:
+                chunk = self._accept(raw)
+                if chunk is not None:
+                    yield chunk
+        except UpstreamFailure as failure:
+            self.error = failure.message
+            raise UpstreamError(f"The upstream failed mid-stream: {failure.message}") from None
+        self._completed = True
+        if self._include_usage and not self._usage_sent:
+            usage = self.usage or await self._count_locally()
+            self.usage = usage
+            last = self._last_chunk or {}
+            yield {"id": last.get("id", "chatcmpl-" + self.request_id), "object": "chat.completion.chunk",
+                   "created": last.get("created", int(time.time())), "model": last.get("model", self.model),
+                   "choices": [], "usage": usage.to_openai()}
+
+    def _accept(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+        """Record what a chunk says (usage, finish, text); return it as the client should see it."""
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+        choices = chunk.get("choices")
+        if choices:
+            self._last_chunk = chunk
+            for choice in choices:
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+                delta = choice.get("delta") or {}
+                for name in ("content", "reasoning_content", "refusal"):
+                    text = delta.get(name)
+                    if text:
+                        self._texts.append(text)
+                for call in delta.get("tool_calls") or ():
+                    function = call.get("function") or {}
+                    self._texts.append((function.get("name") or "") + (function.get("arguments") or ""))
+        if self._include_usage:
+            if usage:
+                self._usage_sent = True
+            return chunk
+        if not choices:
+            return None  # the usage-only chunk the client did not ask for
+        if "usage" in chunk:
+            chunk = {k: v for k, v in chunk.items() if k != "usage"}
+        return chunk
+
+    async def _count_locally(self) -> Usage:
+        body, texts = self._body, list(self._texts)
+        prompt, completion = await anyio.to_thread.run_sync(
+            lambda: (tokens.count_chat_prompt(body), sum(tokens.count(t) for t in texts)))
+        return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+    async def _settle(self, status: int) -> None:
+        call = self._call
+        if call is None or call.finished:
+            return
+        if call.reached_upstream and self.usage is None:
+            self.usage = await self._count_locally()
+        self.cost_quota = self._relay.finish(call, self.usage, status=status, error=self.error)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        raise NotImplementedError
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        raise NotImplementedError
+        with anyio.CancelScope(shield=True):
+            if self._upstream is not None:
+                upstream, self._upstream = self._upstream, None
+                try:
+                    await upstream.aclose()  # type: ignore[attr-defined]
+                except Exception:  # the upstream is going away either way
+                    pass
+            if self._completed and not self.error:
+                status = 200
+            elif self.error:
+                status = UpstreamError.status
+            else:
+                status = CLIENT_CLOSED
+                if not self.error:
+                    self.error = "the client closed the stream before it ended"
+            await self._settle(status)

@@ -23,15 +23,35 @@ chunks that did arrive; the request is billed for what was generated.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import httpx
 from starlette.routing import BaseRoute
 
-from gateway.auth import KeyInfo
-from gateway.relay import ChatStream
+from gateway import tokens
+from gateway.adaptors.base import CHAT, ChatRequest, Usage
+from gateway.auth import KeyCache, KeyInfo, check_key, load_key_by_id
+from gateway.channels import REFRESH_SECONDS, ChannelPool, load_snapshot
+from gateway.db import run_sync
+from gateway.errors import AuthenticationError, GatewayError
+from gateway.ledger import Ledger
+from gateway.models import Token, User
+from gateway.ratelimit import RateLimiter
+from gateway.relay import ChatStream, Relay
 from gateway.settings import Settings
+from gateway.validation import validate_chat
+
+log = logging.getLogger("permachat.gateway")
+
+# Capabilities by model-name prefix, for the model picker; None where unknown.
+_VISION = ("gpt-4o", "gpt-4.1", "gpt-4-turbo", "gpt-5", "o1", "o3", "o4", "claude-3", "claude-sonnet", "claude-opus",
+           "claude-haiku", "gemini", "llama-4", "pixtral", "qwen-vl", "grok-2-vision")
+_TOOLS = _VISION + ("gpt-3.5-turbo", "gpt-4", "deepseek-chat", "llama-3", "mistral", "qwen")
 
 
 @dataclass(frozen=True)
@@ -56,14 +76,43 @@ class Gateway:
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self.settings = settings
         self.http = http
+        self.keys = KeyCache()
+        self.pool = ChannelPool()
+        self.ledger = Ledger()
+        self.limiter = RateLimiter()
+        self.relay = Relay(http, self.pool, self.ledger, self.limiter)
+        self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load channels and prices, start the log writer. Call once, inside the event loop."""
-        raise NotImplementedError
+        await self.refresh()
+        self.ledger.start()
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop(), name="permachat-channels")
 
     async def stop(self) -> None:
         """Stop background work and write every queued log row (and settlement) before returning."""
-        raise NotImplementedError
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        await self.ledger.close()
+
+    async def refresh(self) -> None:
+        """Reload channels and prices now (after an admin changed them)."""
+        self.pool.replace(await run_sync(load_snapshot))
+
+    async def flush(self) -> None:
+        """Write every queued settlement and log row now."""
+        await self.ledger.flush()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await self.refresh()
+            except Exception:  # a database hiccup: keep serving from the last view
+                log.exception("could not reload channels and prices")
 
     def routes(self) -> list[BaseRoute]:
         """Every HTTP endpoint, each path both with and without the ``/v1`` prefix.
@@ -72,15 +121,22 @@ class Gateway:
         does not reach mounted apps). Other request formats add theirs through
         :data:`gateway.routes.EXTRA_ROUTES`.
         """
-        raise NotImplementedError
+        from gateway.routes import build_routes
+
+        return build_routes(self)
 
     async def authenticate(self, key: str | None, client_ip: str) -> KeyInfo:
         """Check an API key as sent by a client; raises ``AuthenticationError``/``PermissionDenied``/..."""
-        raise NotImplementedError
+        if not key:
+            raise AuthenticationError("You didn't provide an API key. Send it as 'Authorization: Bearer sk-...'.")
+        hit, info = self.keys.peek(key)
+        if not hit:
+            info = await run_sync(lambda: self.keys.lookup(key))
+        return check_key(info, client_ip)
 
     async def auth_for_token(self, token_id: int, client_ip: str) -> KeyInfo:
         """Check a key by its row id (the chat page's server-held keys, the free tier's system key)."""
-        raise NotImplementedError
+        return check_key(await run_sync(lambda: load_key_by_id(token_id)), client_ip)
 
     def chat(self, auth: KeyInfo, body: dict[str, Any], *, client_ip: str = "",
              request_id: str | None = None) -> ChatStream:
@@ -91,13 +147,70 @@ class Gateway:
         ``stream_options.include_usage``. Leaving the block early cancels the
         upstream request at once and bills what was generated (at least the prompt).
         """
-        raise NotImplementedError
+        return ChatStream(self.relay, auth, body, client_ip=client_ip, request_id=request_id)
 
     async def complete(self, auth: KeyInfo, body: dict[str, Any], *, client_ip: str = "",
-                       request_id: str | None = None) -> dict[str, Any]:
+                       request_id: str | None = None, path: str = "/v1/chat/completions") -> dict[str, Any]:
         """A non-stream chat completion: the ``chat.completion`` object, billed and logged."""
-        raise NotImplementedError
+        model = validate_chat(body)
+        estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(body), completion_tokens=tokens.max_output(body))
+        call = await self.relay.prepare(auth, endpoint=CHAT, path=path, model=model, estimate=estimate,
+                                        client_ip=client_ip, request_id=request_id, is_stream=False)
+        try:
+            result = await self.relay.failover(call, lambda adaptor, upstream_model: adaptor.complete(ChatRequest(
+                body={**body, "model": upstream_model}, model=model, upstream_model=upstream_model,
+                request_id=call.request_id)))
+        except BaseException as exc:
+            status = exc.status if isinstance(exc, GatewayError) else 499
+            self.relay.finish(call, None, status=status, error=getattr(exc, "message", type(exc).__name__))
+            raise
+        call.mark_first_token()
+        usage = result.usage
+        if usage is None:
+            prompt = await anyio.to_thread.run_sync(lambda: tokens.count_chat_prompt(body))
+            texts = [str((c.get("message") or {}).get("content") or "") for c in result.body.get("choices") or ()]
+            completion = await anyio.to_thread.run_sync(lambda: sum(tokens.count(t) for t in texts))
+            usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
+        self.relay.finish(call, usage)
+        return result.body
 
     async def model_catalog(self, auth: KeyInfo | None) -> list[ModelEntry]:
         """Every model an enabled channel serves, priced, and whether ``auth`` may use it."""
-        raise NotImplementedError
+        snap = self.pool.snapshot
+        entries = []
+        for model in sorted(snap.by_model):
+            channels = snap.by_model[model]
+            if not channels:
+                continue
+            price = snap.prices.get(model) or snap.default_price
+            reason = ""
+            if price is None:
+                reason = "no price set"
+            elif auth is not None and not auth.allows_model(model):
+                reason = "not allowed for this key"
+            entries.append(ModelEntry(
+                id=model, channel_types=tuple(sorted({c.type for c in channels})),
+                input_per_million=price.input_per_million if price else None,
+                output_per_million=price.output_per_million if price else None,
+                per_call=price.per_call if price else None, priced_by_default=bool(price and price.is_default),
+                vision=True if model.startswith(_VISION) else None,
+                tools=True if model.startswith(_TOOLS) else None,
+                allowed=not reason, reason=reason))
+        return entries
+
+    async def balance(self, auth: KeyInfo) -> Balance:
+        """What the key can still spend and has spent, fresh from the database."""
+        def read() -> Balance:
+            token = Token.get_by_id(auth.token_id)
+            user = User.get_by_id(auth.user_id)
+            if token.unlimited:
+                return Balance(remaining=max(0, user.quota), used=user.used_quota)
+            return Balance(remaining=max(0, min(token.remain_quota, user.quota)), used=token.used_quota)
+
+        return await run_sync(read)
+
+
+@dataclass(frozen=True)
+class Balance:
+    remaining: int  # units
+    used: int

@@ -1,0 +1,128 @@
+"""Settling and logging in batches, off the request's path.
+
+Each finished request hands one :class:`Entry` (its reservation, what it cost,
+its log row) to the :class:`Ledger`; a background task writes whatever has
+queued up in one transaction in a worker thread: the settlements, the log rows,
+the channels' spend and errors. A log row's ``quota`` is what ``settle``
+actually charged in that same transaction, so the log and the balances agree to
+the unit. :meth:`Ledger.close` writes everything still queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import quota
+from gateway.db import db, run_sync
+from gateway.models import Channel, RequestLog, Token, utcnow
+
+log = logging.getLogger("permachat.gateway")
+
+BATCH = 500
+RETRIES = 5
+
+
+@dataclass
+class Entry:
+    """One request's settlement and log row (``row`` holds RequestLog's fields)."""
+
+    row: dict[str, Any]
+    reservation: quota.Reservation | None
+    cost: int  # units to charge; the row records what was actually charged
+    done: asyncio.Future[int] | None = field(default=None, repr=False)
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self._queue: list[Entry | Callable[[], None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="permachat-ledger")
+
+    def add(self, entry: Entry) -> None:
+        self._queue.append(entry)
+        self._wake.set()
+
+    def later(self, fn: Callable[[], None]) -> None:
+        """Run a small blocking write (a channel's last error) with the next batch."""
+        self._queue.append(fn)
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Write everything queued so far (tests and shutdown)."""
+        while self._queue:
+            await self._write_batch()
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._write_batch()
+            except Exception:  # keep the writer alive; the batch was re-queued
+                log.exception("could not write usage logs; will retry")
+                await asyncio.sleep(0.5)
+                self._wake.set()
+
+    async def _write_batch(self) -> None:
+        batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+        if not batch:
+            return
+        try:
+            charged = await asyncio.shield(run_sync(lambda: _write(batch)))
+        except Exception:
+            # Nothing of the batch was committed (one transaction): put it back in front.
+            for item in batch:
+                if isinstance(item, Entry) and item.reservation is not None:
+                    item.reservation.settled = False
+            self._queue[:0] = batch
+            raise
+        for entry, units in charged:
+            if entry.done is not None and not entry.done.done():
+                entry.done.set_result(units)
+        if self._queue:
+            self._wake.set()
+
+
+def _write(batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, int]]:
+    charged: list[tuple[Entry, int]] = []
+    rows = []
+    channel_spend: dict[int, int] = {}
+    tokens_used: set[int] = set()
+    with db.atomic():
+        for item in batch:
+            if not isinstance(item, Entry):
+                item()
+                continue
+            units = 0
+            if item.reservation is not None:
+                units = quota.settle(item.reservation, item.cost)
+            item.row["quota"] = units
+            rows.append(item.row)
+            charged.append((item, units))
+            if item.row.get("channel_id") and units:
+                channel_spend[item.row["channel_id"]] = channel_spend.get(item.row["channel_id"], 0) + units
+            if item.row.get("token_id"):
+                tokens_used.add(item.row["token_id"])
+        for i in range(0, len(rows), 100):
+            RequestLog.insert_many(rows[i:i + 100]).execute()
+        for channel_id, units in channel_spend.items():
+            Channel.update(used_quota=Channel.used_quota + units).where(Channel.id == channel_id).execute()
+        if tokens_used:
+            Token.update(last_used_at=utcnow()).where(Token.id.in_(sorted(tokens_used))).execute()
+    return charged

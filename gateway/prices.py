@@ -1,0 +1,56 @@
+"""What a request costs, in quota units, from a model's price and its usage.
+
+A model without a :class:`~gateway.models.ModelPrice` row is refused, unless the
+admin set an explicit default in the ``default_price`` option: never a silent
+multiplier. The option's value is USD per million tokens (and per call)::
+
+    {"input": "0.5", "output": "1.5", "per_call": "0"}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.adaptors.base import Usage
+from gateway.models import ModelPrice
+from gateway.money import MoneyError, cost_of_tokens, parse_usd, usd_to_units
+
+DEFAULT_PRICE_OPTION = "default_price"
+
+
+@dataclass(frozen=True)
+class Price:
+    """Units per million tokens (input, output, cached input) and per call."""
+
+    input_per_million: int
+    output_per_million: int
+    per_call: int = 0
+    cached_per_million: int | None = None  # None: cached tokens cost as much as input
+    is_default: bool = False
+
+    def cost(self, usage: Usage, *, calls: int = 1) -> int:
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        cached_rate = self.input_per_million if self.cached_per_million is None else self.cached_per_million
+        return (self.per_call * calls
+                + cost_of_tokens(usage.prompt_tokens - cached, self.input_per_million)
+                + cost_of_tokens(cached, cached_rate)
+                + cost_of_tokens(usage.completion_tokens, self.output_per_million))
+
+    @classmethod
+    def from_row(cls, row: ModelPrice) -> Price:
+        return cls(input_per_million=row.input_per_million, output_per_million=row.output_per_million,
+                   per_call=row.per_call, cached_per_million=row.cached_input_per_million)
+
+
+def default_price(value: Any) -> Price | None:
+    """The admin's default price from the option's value; None when unset or unusable."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return Price(input_per_million=usd_to_units(parse_usd(value.get("input", 0), allow_zero=True)),
+                     output_per_million=usd_to_units(parse_usd(value.get("output", 0), allow_zero=True)),
+                     per_call=usd_to_units(parse_usd(value.get("per_call", 0), allow_zero=True)),
+                     is_default=True)
+    except MoneyError:
+        return None

@@ -1,0 +1,298 @@
+"""The gateway's HTTP endpoints, each path with and without ``/v1``.
+
+Every response carries ``X-Request-Id``; every error is OpenAI-shaped
+(:func:`gateway.errors.error_response`). Other request formats (Claude's
+``/v1/messages``) plug in through :data:`EXTRA_ROUTES`: a function from the
+:class:`~gateway.service.Gateway` to its routes, one line each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from gateway import tokens
+from gateway.adaptors.base import (
+    COMPLETIONS,
+    EMBEDDINGS,
+    IMAGES,
+    MODERATIONS,
+    SPEECH,
+    TRANSCRIPTIONS,
+    Usage,
+)
+from gateway.auth import KeyInfo, extract_key
+from gateway.errors import BadRequest, GatewayError, NotFound, error_response
+from gateway.relay import ChatStream, new_request_id
+from gateway.validation import parse_json, read_body, require_model
+
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+log = logging.getLogger("permachat.gateway")
+
+Handler = Callable[[Request, str], Awaitable[Response]]
+
+# Functions (gateway) -> routes for other request formats; add one line per format.
+EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = []
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def with_request_id(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Give the handler a request id, put it on the response, render errors as OpenAI does."""
+
+    @functools.wraps(fn)
+    async def handler(request: Request) -> Response:
+        request_id = new_request_id()
+        try:
+            response = await fn(request, request_id)
+        except GatewayError as exc:
+            return error_response(exc, request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            err = GatewayError("The gateway failed to handle this request; the error was logged.")
+            return error_response(err, request_id)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    return handler
+
+
+class ChatEventStream:
+    """A chat stream as OpenAI frames it (``data: {...}\\n\\n`` ... ``data: [DONE]\\n\\n``).
+
+    The stream is already open (errors before the first chunk were answered as
+    JSON). A client disconnect cancels the loop at once; ``__aexit__`` then
+    closes the upstream and bills what was generated.
+    """
+
+    def __init__(self, stream: ChatStream, request_id: str) -> None:
+        self.stream = stream
+        self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no"), (b"x-request-id", request_id.encode())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+                try:
+                    async for chunk in self.stream:
+                        await send({"type": "http.response.body", "body": b"data: " + _dumps(chunk) + b"\n\n",
+                                    "more_body": True})
+                    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+                except GatewayError as exc:
+                    await send({"type": "http.response.body", "body": b"data: " + _dumps(exc.body()) + b"\n\n",
+                                "more_body": True})
+                finally:
+                    tg.cancel_scope.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self.stream.__aexit__(None, None, None)
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                scope.cancel()
+                return
+
+
+def build_routes(gw: Gateway) -> list[BaseRoute]:
+    limit = gw.settings.max_body_bytes
+
+    async def auth_of(request: Request) -> KeyInfo:
+        return await gw.authenticate(extract_key(request.headers, request.query_params), client_ip(request))
+
+    async def json_body(request: Request) -> dict[str, Any]:
+        return parse_json(await read_body(request, limit))
+
+    @with_request_id
+    async def chat_completions(request: Request, request_id: str) -> Response:
+        """OpenAI chat completions, streamed or not."""
+        auth = await auth_of(request)
+        body = await json_body(request)
+        ip = client_ip(request)
+        if body.get("stream") is True:
+            stream = ChatStream(gw.relay, auth, body, client_ip=ip, request_id=request_id,
+                                path=request.url.path)
+            await stream.__aenter__()
+            return _AsResponse(ChatEventStream(stream, request_id))
+        data = await gw.complete(auth, body, client_ip=ip, request_id=request_id, path=request.url.path)
+        return Response(_dumps(data), media_type="application/json")
+
+    def forwarder(endpoint: str, describe: Callable[[dict[str, Any]], tuple[Usage, int]],
+                  usage_after: Callable[[dict[str, Any], Usage | None], Usage],
+                  defaults: dict[str, Any] | None = None, required: tuple[str, ...] = ()) -> Handler:
+        async def handler(request: Request, request_id: str) -> Response:
+            auth = await auth_of(request)
+            body = {**(defaults or {}), **await json_body(request)}
+            model = require_model(body)
+            for name in required:
+                if body.get(name) in (None, "", []):
+                    raise BadRequest(f"Missing required parameter: '{name}'.", param=name)
+            if body.get("stream"):
+                raise BadRequest(f"Streaming is not supported on {request.url.path}; use /v1/chat/completions.",
+                                 param="stream")
+            estimate, calls = describe(body)
+            call = await gw.relay.prepare(auth, endpoint=endpoint, path=request.url.path, model=model,
+                                          estimate=estimate, calls=calls, client_ip=client_ip(request),
+                                          request_id=request_id, is_stream=False)
+            try:
+                result = await gw.relay.call_endpoint(call, body=body, raw=None, content_type="application/json")
+            except BaseException as exc:
+                gw.relay.finish(call, None, status=getattr(exc, "status", 499), error=str(exc))
+                raise
+            usage = usage_after(body, result.usage)
+            gw.relay.finish(call, usage, calls=calls)
+            return Response(result.content, media_type=result.content_type)
+
+        return handler
+
+    def prompt_of(field: str, default_max: int) -> Callable[[dict[str, Any]], tuple[Usage, int]]:
+        def describe(body: dict[str, Any]) -> tuple[Usage, int]:
+            prompt = tokens.estimate_input(body.get(field))
+            out = (body.get("max_tokens") or default_max) * (body.get("n") or 1) if default_max else 0
+            return Usage(prompt_tokens=prompt, completion_tokens=int(out)), 1
+        return describe
+
+    def reported_or_estimated(field: str) -> Callable[[dict[str, Any], Usage | None], Usage]:
+        def usage_after(body: dict[str, Any], usage: Usage | None) -> Usage:
+            return usage or Usage(prompt_tokens=tokens.estimate_input(body.get(field)))
+        return usage_after
+
+    def images_describe(body: dict[str, Any]) -> tuple[Usage, int]:
+        n = body.get("n") or 1
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+            raise BadRequest("'n' must be an integer between 1 and 10.", param="n")
+        return Usage(prompt_tokens=tokens.estimate_input(body.get("prompt"))), n
+
+    def speech_usage(body: dict[str, Any], usage: Usage | None) -> Usage:
+        # Speech is priced per character: the price's input rate applies to characters.
+        return Usage(prompt_tokens=len(str(body.get("input") or "")))
+
+    routes_json = {
+        "/embeddings": forwarder(EMBEDDINGS, prompt_of("input", 0), reported_or_estimated("input"),
+                                 required=("input",)),
+        "/completions": forwarder(COMPLETIONS, prompt_of("prompt", 16), reported_or_estimated("prompt"),
+                                  required=("prompt",)),
+        "/moderations": forwarder(MODERATIONS, prompt_of("input", 0), reported_or_estimated("input"),
+                                  defaults={"model": "omni-moderation-latest"}, required=("input",)),
+        "/images/generations": forwarder(IMAGES, images_describe, lambda body, usage: usage or Usage(),
+                                         defaults={"model": "dall-e-2"}, required=("prompt",)),
+        "/audio/speech": forwarder(SPEECH, lambda body: (speech_usage(body, None), 1), speech_usage,
+                                   required=("input", "voice")),
+    }
+
+    @with_request_id
+    async def transcriptions(request: Request, request_id: str) -> Response:
+        """Speech to text: the multipart body goes upstream untouched."""
+        auth = await auth_of(request)
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise BadRequest("Send the audio as multipart/form-data with 'file' and 'model' fields.")
+        raw = await read_body(request, limit)
+        match = re.search(rb'name="model"\r\n(?:[^\r\n]*\r\n)*\r\n([^\r\n]+)\r\n', raw)
+        if not match:
+            raise BadRequest("you must provide a model parameter", param="model")
+        if b'name="file"' not in raw:
+            raise BadRequest("Missing required parameter: 'file'.", param="file")
+        model = match.group(1).decode("utf-8", "replace").strip()
+        call = await gw.relay.prepare(auth, endpoint=TRANSCRIPTIONS, path=request.url.path, model=model,
+                                      estimate=Usage(), client_ip=client_ip(request), request_id=request_id,
+                                      is_stream=False)
+        try:
+            result = await gw.relay.call_endpoint(call, body=None, raw=raw, content_type=content_type)
+        except BaseException as exc:
+            gw.relay.finish(call, None, status=getattr(exc, "status", 499), error=str(exc))
+            raise
+        gw.relay.finish(call, result.usage or Usage())
+        return Response(result.content, media_type=result.content_type)
+
+    @with_request_id
+    async def list_models(request: Request, request_id: str) -> Response:
+        """The models this key may use, as OpenAI lists them."""
+        auth = await auth_of(request)
+        entries = await gw.model_catalog(auth)
+        return JSONResponse({"object": "list", "data": [_model_object(e.id, e.channel_types)
+                                                        for e in entries if e.allowed]})
+
+    @with_request_id
+    async def get_model(request: Request, request_id: str) -> Response:
+        """One model, if this key may use it."""
+        auth = await auth_of(request)
+        model_id = request.path_params["model"]
+        for entry in await gw.model_catalog(auth):
+            if entry.id == model_id and entry.allowed:
+                return JSONResponse(_model_object(entry.id, entry.channel_types))
+        raise NotFound(f"The model `{model_id}` does not exist or you do not have access to it.", param="model")
+
+    @with_request_id
+    async def subscription(request: Request, request_id: str) -> Response:
+        """The key's limit in USD, as OpenAI's (and One-API's) billing endpoint reports it."""
+        auth = await auth_of(request)
+        balance = await gw.balance(auth)
+        total = (balance.remaining + balance.used) / 500_000
+        expires = int(auth.expires_at.replace(tzinfo=dt.UTC).timestamp()) if auth.expires_at else 0
+        return JSONResponse({"object": "billing_subscription", "has_payment_method": True,
+                             "soft_limit_usd": total, "hard_limit_usd": total, "system_hard_limit_usd": total,
+                             "access_until": expires})
+
+    @with_request_id
+    async def usage(request: Request, request_id: str) -> Response:
+        """What the key has spent, in US cents (``total_usage``), as OpenAI's billing endpoint reports it."""
+        auth = await auth_of(request)
+        balance = await gw.balance(auth)
+        return JSONResponse({"object": "list", "total_usage": balance.used / 500_000 * 100})
+
+    table: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
+        ("/chat/completions", chat_completions, ["POST"]),
+        ("/audio/transcriptions", transcriptions, ["POST"]),
+        ("/models", list_models, ["GET"]),
+        ("/models/{model:path}", get_model, ["GET"]),
+        ("/dashboard/billing/subscription", subscription, ["GET"]),
+        ("/dashboard/billing/usage", usage, ["GET"]),
+    ]
+    table += [(path, with_request_id(handler), ["POST"]) for path, handler in routes_json.items()]
+    routes: list[BaseRoute] = []
+    for path, endpoint, methods in table:
+        routes.append(Route("/v1" + path, endpoint, methods=methods))
+        routes.append(Route(path, endpoint, methods=methods))
+    for extra in EXTRA_ROUTES:
+        routes.extend(extra(gw))
+    return routes
+
+
+def _model_object(model_id: str, owners: tuple[str, ...]) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owners[0] if owners else "permachat"}
+
+
+class _AsResponse(Response):
+    """Lets a plain ASGI app be returned from a Starlette endpoint (headers come from the app)."""
+
+    def __init__(self, app: ChatEventStream) -> None:
+        self.app = app
+        self.background = None
+        self.raw_headers = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
