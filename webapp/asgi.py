@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway import db as dbmod
+from gateway.service import Gateway
 from gateway.settings import Settings
 
 log = logging.getLogger("permachat")
@@ -55,17 +56,29 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     if dbmod.db.obj is None:
         dbmod.bind(settings.database_url)
     flask_app = create_app(settings)
+    # Built here, not in the lifespan, because its routes must be in the root app
+    # from the start; the lifespan opens the client and starts the gateway.
+    http = _http_client(settings)
+    gateway = Gateway(settings, http)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
-        async with _http_client(settings) as client:
+        async with http as client:
             app.state.http = client
-            yield
+            await gateway.start()
+            app.state.gateway = gateway
+            try:
+                yield
+            finally:
+                await gateway.stop()
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+        *gateway.routes(),
         Mount("/", app=WSGIMiddleware(flask_app, workers=16)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway  # for tests; started only by the lifespan
+    return app
