@@ -53,6 +53,7 @@ class Settings:
     arweave_gateway: str = _env("PERMACHAT_ARWEAVE_GATEWAY", doc="Arweave gateway URL.", default="https://arweave.net")
     arweave_max_bytes: int = _env("PERMACHAT_ARWEAVE_MAX_BYTES", doc="Largest upload accepted (413 above).", default=100 * 1024 * 1024)
     arweave_confirmations: int = _env("PERMACHAT_ARWEAVE_CONFIRMATIONS", doc="Confirmations before an upload counts as permanent.", default=10)
+    arweave_poll_seconds: float = _env("PERMACHAT_ARWEAVE_POLL_SECONDS", doc="Seconds between the upload tracker's passes over unconfirmed uploads.", default=30.0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -50,6 +50,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 def create_asgi_app(settings: Settings | None = None) -> Starlette:
     """Compose the deployment for ``settings`` (read from the environment when not given)."""
+    from arweave_store import routes as arweave_routes
     from webapp import create_app
 
     settings = (settings or Settings.from_env()).with_secret_key()
@@ -64,7 +65,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
-        async with http as client:
+        async with http as client, arweave_routes.lifespan(app, settings):
             app.state.http = client
             await gateway.start()
             app.state.gateway = gateway
@@ -76,6 +77,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+        *arweave_routes.routes(),
         *gateway.routes(),
         Mount("/", app=WSGIMiddleware(flask_app, workers=16)),
     ]

@@ -1,0 +1,188 @@
+"""Receiving a file: stream the request body to disk, hashing as it goes, within a size limit.
+
+A multipart body (field ``file``) is parsed incrementally with python-multipart;
+any other body is the file itself, described by its ``Content-Type`` and an
+optional ``X-File-Name`` header (percent-encoded UTF-8) or ``?filename=``.
+Nothing is held whole in memory, and a body over the limit is answered with 413
+as soon as that is known: at once from ``Content-Length``, else mid-stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import unquote
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from gateway.errors import BadRequest, BodyTooLarge
+
+MULTIPART_SLACK = 64 * 1024  # room for part headers and boundaries around the file
+DEFAULT_TYPE = "application/octet-stream"
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+( *;[ -~]*)?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Received:
+    path: Path
+    size: int
+    sha256: str
+    content_type: str
+    file_name: str
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def clean_content_type(value: str | None) -> str:
+    value = (value or "").strip()
+    return value if value and len(value) <= 255 and _CONTENT_TYPE.match(value) else DEFAULT_TYPE
+
+
+def clean_file_name(value: str | None) -> str:
+    """The last path component, without control characters, at most 255 characters."""
+    name = _CONTROL.sub("", (value or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return "" if name in (".", "..") else name[:255]
+
+
+class _Sink:
+    """Writes the file's bytes to disk, counting and hashing them, refusing past the limit."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.hash = hashlib.sha256()
+        self.fh: IO[bytes] | None = None
+
+    def open(self) -> None:
+        self.fh = open(self.path, "wb")
+
+    def write(self, data: bytes) -> None:
+        assert self.fh is not None
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise BodyTooLarge(too_large_message(self.max_bytes))
+        self.hash.update(data)
+        self.fh.write(data)
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            self.fh = None
+
+
+def too_large_message(max_bytes: int) -> str:
+    return f"The file is larger than this service accepts ({max_bytes:,} bytes at most)."
+
+
+async def receive_upload(request: Request, *, max_bytes: int, directory: Path) -> Received:
+    """Spool the request's file into ``directory``; the caller owns (and must move or discard) it."""
+    content_type = request.headers.get("content-type", "")
+    multipart = content_type.lower().startswith("multipart/form-data")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        if int(declared) > max_bytes + (MULTIPART_SLACK if multipart else 0):
+            raise BodyTooLarge(too_large_message(max_bytes))
+    directory.mkdir(parents=True, exist_ok=True)
+    sink = _Sink(directory / f"{uuid.uuid4().hex}.part", max_bytes)
+    try:
+        if multipart:
+            file_type, file_name = await _receive_multipart(request, content_type, sink, max_bytes)
+        else:
+            if not content_type:
+                raise BadRequest("Send the file as the multipart field 'file', or as the raw body with its "
+                                 "Content-Type.", param="file")
+            sink.open()
+            async for data in request.stream():
+                sink.write(data)
+            file_type = content_type
+            file_name = unquote(request.headers.get("x-file-name", "") or request.query_params.get("filename", ""))
+        sink.close()
+    except ClientDisconnect:
+        sink.close()
+        sink.path.unlink(missing_ok=True)
+        raise BadRequest("The upload was interrupted before the whole file arrived.") from None
+    except BaseException:
+        sink.close()
+        sink.path.unlink(missing_ok=True)
+        raise
+    received = Received(sink.path, sink.size, sink.hash.hexdigest(), clean_content_type(file_type),
+                        clean_file_name(file_name))
+    if received.size == 0:
+        received.discard()
+        raise BadRequest("The file is empty; Arweave stores at least one byte.", param="file")
+    return received
+
+
+async def _receive_multipart(request: Request, content_type: str, sink: _Sink, max_bytes: int) -> tuple[str, str]:
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise BadRequest("The multipart body has no boundary.")
+    state: dict[str, object] = {"field": b"", "value": b"", "headers": {}, "writing": False, "done": False,
+                                "type": "", "name": ""}
+
+    def on_part_begin() -> None:
+        state["headers"] = {}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["field"] = state["field"] + data[start:end]  # type: ignore[operator]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value"] = state["value"] + data[start:end]  # type: ignore[operator]
+
+    def on_header_end() -> None:
+        headers = state["headers"]
+        assert isinstance(headers, dict)
+        headers[bytes(state["field"]).lower()] = bytes(state["value"])  # type: ignore[arg-type]
+        state["field"] = state["value"] = b""
+
+    def on_headers_finished() -> None:
+        headers = state["headers"]
+        assert isinstance(headers, dict)
+        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
+        if disposition.get(b"name") == b"file" and not state["done"] and b"filename" in disposition:
+            state["writing"] = True
+            state["name"] = disposition[b"filename"].decode("utf-8", "replace")
+            state["type"] = headers.get(b"content-type", b"").decode("latin-1")
+            sink.open()
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state["writing"]:
+            sink.write(data[start:end])
+
+    def on_part_end() -> None:
+        if state["writing"]:
+            state["writing"] = False
+            state["done"] = True
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data, "on_part_end": on_part_end,
+    })
+    total = 0
+    async for data in request.stream():
+        total += len(data)
+        if total > max_bytes + MULTIPART_SLACK:
+            raise BodyTooLarge(too_large_message(max_bytes))
+        try:
+            parser.write(data)
+        except BodyTooLarge:
+            raise
+        except Exception as exc:  # python-multipart's parse errors
+            raise BadRequest(f"The multipart body could not be read: {exc}") from None
+    parser.finalize()
+    if not state["done"]:
+        raise BadRequest("The multipart body has no complete 'file' field with a file in it.", param="file")
+    return str(state["type"]), str(state["name"])

@@ -1,0 +1,189 @@
+"""The ``/arweave`` endpoints (Starlette, async) and the lifespan that owns the store.
+
+    GET  /arweave/price?bytes=N    the quote, before uploading (no key needed)
+    POST /arweave/upload           multipart field ``file`` or a raw body; key or X-Upload-Ticket
+    GET  /arweave/uploads          the key's account's uploads, newest first
+    GET  /arweave/{id}             the local copy until confirmed, then a redirect to the gateway
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import quote as urlquote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from arweave_store.client import ArweaveClient
+from arweave_store.errors import PaymentRequired, UploadNotFound
+from arweave_store.models import Upload
+from arweave_store.receive import receive_upload
+from arweave_store.store import TX_ID, UploadStore
+from arweave_store.tickets import read_ticket
+from arweave_store.tracker import Tracker
+from arweave_store.wallet import WalletError, load_wallet
+from gateway.auth import KeyInfo, check_key, extract_key, load_key
+from gateway.db import run_sync
+from gateway.errors import (
+    AuthenticationError,
+    BadRequest,
+    GatewayError,
+    InsufficientQuotaError,
+    error_response,
+)
+from gateway.models import Token
+from gateway.settings import Settings
+
+log = logging.getLogger("permachat.arweave")
+
+NO_KEY = ("Uploading to Arweave needs an API key with a balance; free-tier visitors cannot upload. "
+          "Send it as 'Authorization: Bearer sk-...' (or unlock a key on the chat page).")
+
+
+def build_store(settings: Settings) -> UploadStore:
+    client = ArweaveClient(settings.arweave_gateway)
+    if not settings.arweave_wallet:
+        return UploadStore(settings, client, None)
+    try:
+        return UploadStore(settings, client, load_wallet(settings.arweave_wallet))
+    except WalletError as exc:
+        log.error("PERMACHAT_ARWEAVE_WALLET: %s; uploads are disabled", exc)
+        return UploadStore(settings, client, None, f"the wallet cannot be used (PERMACHAT_ARWEAVE_WALLET: {exc}).")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette, settings: Settings) -> AsyncIterator[UploadStore]:
+    """The upload store on ``app.state.arweave``, and its tracker running, for the app's lifetime."""
+    store = build_store(settings)
+    app.state.arweave = store
+    tracker = Tracker(store, settings.arweave_poll_seconds)
+    tracker.start()
+    try:
+        yield store
+    finally:
+        await tracker.stop()
+        await store.client.aclose()
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _key_for_token(token_id: int) -> KeyInfo | None:
+    key_hash = Token.select(Token.key_hash).where(Token.id == token_id).scalar()
+    return load_key(key_hash) if key_hash else None
+
+
+def _who(store: UploadStore, headers: Mapping[str, str], query: Mapping[str, str], client_ip: str,
+         *, spending: bool) -> KeyInfo:
+    """The key a request acts with (API key, or a page's upload ticket), checked. Blocking."""
+    ticket = headers.get("x-upload-ticket", "").strip()
+    if ticket:
+        info = _key_for_token(read_ticket(store.settings.secret_key, ticket))
+    else:
+        key = extract_key(headers, query)
+        if not key:
+            raise AuthenticationError(NO_KEY)
+        info = store.keys.lookup(key)
+    try:
+        return check_key(info, client_ip)
+    except InsufficientQuotaError as exc:
+        if spending:
+            raise PaymentRequired(exc.message) from None
+        assert info is not None  # check_key tests the balance last: everything else passed
+        return info
+
+
+async def price(request: Request) -> Response:
+    """The cost of storing ``bytes`` bytes, in USD, before uploading."""
+    store: UploadStore = request.app.state.arweave
+    raw = request.query_params.get("bytes", "").strip()
+    try:
+        if not raw.isdigit() or int(raw) < 1:
+            raise BadRequest("Give the file size as ?bytes=N (a whole number of bytes, at least 1).", param="bytes")
+        size = int(raw)
+        if size > store.settings.arweave_max_bytes:
+            raise BadRequest(f"{size:,} bytes is more than this service accepts "
+                             f"({store.settings.arweave_max_bytes:,} bytes at most).", param="bytes",
+                             code="request_too_large")
+        quote = await store.quote(size)
+    except GatewayError as exc:
+        return error_response(exc)
+    return JSONResponse(quote.as_json() | {"max_bytes": store.settings.arweave_max_bytes})
+
+
+async def upload(request: Request) -> Response:
+    """Store a file permanently: bill the key, post to Arweave, answer with the permanent link."""
+    store: UploadStore = request.app.state.arweave
+    request_id = uuid.uuid4().hex
+    ip = _client_ip(request)
+    headers, query = dict(request.headers), dict(request.query_params)
+    try:
+        info = await run_sync(lambda: _who(store, headers, query, ip, spending=True))
+        store.require_wallet()
+        received = await receive_upload(request, max_bytes=store.settings.arweave_max_bytes,
+                                        directory=store.incoming)
+        try:
+            row, plan = await store.accept(info, received, request_id=request_id, client_ip=ip)
+        finally:
+            received.discard()  # nothing left to remove once accepted: the file was moved
+        row = await store.deliver(row.tx_id, plan)
+    except GatewayError as exc:
+        return error_response(exc, request_id)
+    body = store.describe(row, str(request.base_url))
+    if row.status == "failed":
+        body["error"] = {"message": f"Arweave did not accept the file ({row.last_error}). Nothing was charged.",
+                         "type": "upstream_error", "param": None, "code": "arweave_rejected"}
+        return JSONResponse(body, status_code=502, headers={"X-Request-Id": request_id})
+    # 202: received but not yet accepted by the network (the tracker keeps trying; nothing is lost).
+    return JSONResponse(body, status_code=200 if row.status == "posted" else 202,
+                        headers={"X-Request-Id": request_id})
+
+
+async def list_uploads(request: Request) -> Response:
+    """The uploads of the account the key (or ticket) belongs to, newest first."""
+    store: UploadStore = request.app.state.arweave
+    headers, query, ip = dict(request.headers), dict(request.query_params), _client_ip(request)
+    try:
+        info = await run_sync(lambda: _who(store, headers, query, ip, spending=False))
+    except GatewayError as exc:
+        return error_response(exc)
+    rows = await run_sync(lambda: list(Upload.select().where(Upload.user_id == info.user_id)
+                                       .order_by(Upload.id.desc()).limit(500)))
+    base = str(request.base_url)
+    return JSONResponse({"object": "list", "data": [store.describe(r, base) for r in rows]})
+
+
+async def serve(request: Request) -> Response:
+    """The file: from the local copy until it is confirmed, then from the Arweave gateway."""
+    store: UploadStore = request.app.state.arweave
+    tx_id = request.path_params["tx_id"]
+    if not TX_ID.match(tx_id):
+        return error_response(UploadNotFound(f"{tx_id[:64]!r} is not an Arweave transaction id."))
+    row = await run_sync(lambda: Upload.get_or_none(Upload.tx_id == tx_id))
+    if row is not None:
+        path = store.local_copy(row)
+        if path is not None:
+            name = row.file_name or row.tx_id
+            return FileResponse(path, media_type=row.content_type, headers={
+                "Content-Disposition": f"inline; filename*=UTF-8''{urlquote(name, safe='')}",
+                # User content on our own origin: no scripts, no sniffing, no caching of the temporary copy.
+                "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-cache", "X-Arweave-Status": row.status})
+        if row.status == "failed":
+            return error_response(UploadNotFound(f"This upload failed and was never stored: {row.last_error}"))
+    return RedirectResponse(store.gateway_url(tx_id), status_code=302)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/arweave/price", price, methods=["GET"]),
+        Route("/arweave/upload", upload, methods=["POST"]),
+        Route("/arweave/uploads", list_uploads, methods=["GET"]),
+        Route("/arweave/{tx_id}", serve, methods=["GET", "HEAD"]),
+    ]

@@ -1,0 +1,330 @@
+"""Uploads from the request to permanence: accept, deliver, follow.
+
+The life of an upload (``Upload.status``)::
+
+    received ──post accepted──▶ posted ──N confirmations──▶ confirmed   (local copy removed)
+        │                         │
+        └─refused/gave up─▶ failed ◀──dropped and cannot be re-posted── (refunded either way)
+
+*Accept* happens inside the request: quote, reserve the quote from the key, sign,
+and commit the row together with the reservation, after the file and the signed
+header are safely on disk under ``DATA_DIR/arweave``. From then on nothing is
+lost: *deliver* (post the header, then the chunks) settles the charge when the
+gateway accepts, and anything a crash interrupts is resumed by :meth:`follow`,
+which the tracker runs every few seconds on every replica. Every money move is a
+conditional status change and a :mod:`gateway.quota` call in one transaction, so
+two replicas following the same row cannot charge or refund twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from arweave_store import pricing
+from arweave_store.client import ArweaveClient, ArweaveError
+from arweave_store.encoding import b64url
+from arweave_store.errors import PaymentRequired, UploadsUnavailable
+from arweave_store.merkle import MAX_CHUNK_SIZE, ChunkPlan, plan_chunks, read_ranges
+from arweave_store.models import Upload
+from arweave_store.receive import Received
+from arweave_store.transaction import Tag, Transaction, sign_transaction
+from arweave_store.wallet import Wallet
+from gateway import quota
+from gateway.auth import KeyCache, KeyInfo
+from gateway.db import db, run_sync
+from gateway.errors import UpstreamError
+from gateway.models import RequestLog, utcnow
+from gateway.money import format_usd
+from gateway.settings import Settings
+
+log = logging.getLogger("permachat.arweave")
+
+MAX_ATTEMPTS = 20  # posts of one transaction before it counts as never going to succeed
+STALE_AFTER = dt.timedelta(minutes=10)  # a "received" row this old has lost its request
+TX_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+try:
+    APP_VERSION = version("permachat")
+except PackageNotFoundError:  # running from a checkout that was never installed
+    APP_VERSION = "0"
+
+
+def file_name_tag(name: str) -> str:
+    """The ``File-Name`` tag value: printable ASCII kept, everything else (and ``%``) percent-encoded.
+
+    Gateways disagree on how they decode non-ASCII tag bytes (arlocal reads them
+    as Latin-1), so the tag stays ASCII; ``urllib.parse.unquote`` gives the name back.
+    """
+    return "".join(c if " " <= c <= "~" and c != "%" else "".join(f"%{b:02X}" for b in c.encode()) for c in name)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What was reserved for an upload, kept on disk so a restarted server can settle or refund it."""
+
+    user_id: int
+    token_id: int | None  # None: an unlimited key, only the account was reserved
+    units: int
+    log_token_id: int
+    token_name: str
+    client_ip: str
+
+    def reservation(self) -> quota.Reservation:
+        return quota.Reservation(self.user_id, self.token_id, self.units)
+
+
+class UploadStore:
+    def __init__(self, settings: Settings, client: ArweaveClient, wallet: Wallet | None,
+                 wallet_problem: str = "") -> None:
+        self.settings = settings
+        self.client = client
+        self.wallet = wallet
+        self.wallet_problem = wallet_problem
+        self.dir = settings.data_dir / "arweave"
+        self.incoming = self.dir / "incoming"
+        self.started_at = utcnow()
+        self.in_flight: set[str] = set()
+        self.keys = KeyCache()
+        self._uploader_key = hashlib.sha256(b"permachat uploader tag\0" + settings.secret_key.encode()).digest()
+
+    # Paths of the local copy and of the record beside it.
+    def data_path(self, tx_id: str) -> Path:
+        return self.dir / f"{tx_id}.data"
+
+    def record_path(self, tx_id: str) -> Path:
+        return self.dir / f"{tx_id}.json"
+
+    def gateway_url(self, tx_id: str) -> str:
+        return f"{self.settings.arweave_gateway.rstrip('/')}/{tx_id}"
+
+    def uploader_tag(self, user_id: int) -> str:
+        """Stable per account, and says nothing about it without the service's secret key."""
+        return hmac.new(self._uploader_key, f"user:{user_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def require_wallet(self) -> Wallet:
+        if self.wallet is None:
+            raise UploadsUnavailable("Uploads to Arweave are not available: " + (
+                self.wallet_problem or "the service has no wallet (set PERMACHAT_ARWEAVE_WALLET)."))
+        return self.wallet
+
+    async def quote(self, size: int) -> pricing.Quote:
+        try:
+            winston = await self.client.price(size)
+        except ArweaveError as exc:
+            raise UpstreamError(f"The Arweave gateway could not quote a price: {exc}") from None
+        rates = await run_sync(pricing.read_rates)
+        return pricing.quote(size, winston, rates)
+
+    async def accept(self, info: KeyInfo, received: Received, *, request_id: str, client_ip: str) -> tuple[Upload, ChunkPlan]:
+        """Bill and sign a received file, and keep it until it is confirmed. Raises before any charge."""
+        wallet = self.require_wallet()
+        quote = await self.quote(received.size)
+        try:
+            anchor = await self.client.anchor()
+        except ArweaveError as exc:
+            raise UpstreamError(f"The Arweave gateway could not be reached: {exc}") from None
+        plan = await anyio.to_thread.run_sync(plan_chunks, received.path, received.size)
+        tags = [Tag("Content-Type", received.content_type)]
+        if received.file_name:
+            tags.append(Tag("File-Name", file_name_tag(received.file_name)))
+        tags += [Tag("App-Name", "permachat"), Tag("App-Version", APP_VERSION),
+                 Tag("Uploader", self.uploader_tag(info.user_id))]
+        tx = await anyio.to_thread.run_sync(lambda: sign_transaction(
+            wallet, last_tx=anchor, reward=quote.winston, tags=tuple(tags), data_size=received.size,
+            data_root=plan.data_root))
+        hold = Hold(user_id=info.user_id, token_id=None if info.unlimited else info.token_id, units=quote.units,
+                    log_token_id=info.token_id, token_name=info.token_name, client_ip=client_ip)
+        os.replace(received.path, self.data_path(tx.id))
+        _write_json(self.record_path(tx.id), {"tx": tx.as_record(), "hold": hold.__dict__})
+
+        def commit() -> Upload:
+            with db.atomic():
+                quota.reserve(info.user_id, info.token_id, quote.units, token_unlimited=info.unlimited)
+                return Upload.create(
+                    user_id=info.user_id, token_id=info.token_id, tx_id=tx.id, status="received",
+                    size=received.size, content_type=received.content_type, file_name=received.file_name,
+                    sha256=received.sha256, local_path=str(self.data_path(tx.id)), reserved_quota=quote.units,
+                    winston=str(quote.winston), request_id=request_id)
+
+        try:
+            upload = await run_sync(commit)
+        except quota.InsufficientQuota as exc:
+            self._remove_copy(tx.id)
+            whose = "This key" if exc.which == "token" else "Your account"
+            left = info.remain_quota if exc.which == "token" else info.user_quota
+            raise PaymentRequired(
+                f"Storing this file ({received.size:,} bytes) permanently costs {quote.usd}; "
+                f"{whose} has {format_usd(max(0, left))} left. "
+                "Top up on the /topup page (nothing was charged).") from None
+        except BaseException:
+            self._remove_copy(tx.id)
+            raise
+        return upload, plan
+
+    async def deliver(self, tx_id: str, plan: ChunkPlan | None = None) -> Upload:
+        """Post a received upload; settle if the gateway takes it, refund if it never will."""
+        self.in_flight.add(tx_id)
+        try:
+            tx, hold = self._read_record(tx_id)
+            try:
+                await self._post(tx, plan)
+            except ArweaveError as exc:
+                log.warning("posting %s failed: %s", tx_id, exc)
+                reason, permanent = str(exc), exc.permanent
+                attempts = await run_sync(lambda: _note_attempt(tx_id, reason))
+                if permanent or attempts >= MAX_ATTEMPTS:
+                    await run_sync(lambda: self._fail_received(tx_id, hold, reason))
+                return await run_sync(lambda: Upload.get(Upload.tx_id == tx_id))
+            await run_sync(lambda: self._settle(tx_id, hold))
+            return await run_sync(lambda: Upload.get(Upload.tx_id == tx_id))
+        finally:
+            self.in_flight.discard(tx_id)
+
+    async def _post(self, tx: Transaction, plan: ChunkPlan | None) -> None:
+        path = self.data_path(tx.id)
+        if tx.data_size <= MAX_CHUNK_SIZE:
+            data = await anyio.to_thread.run_sync(path.read_bytes)
+            await self.client.post_transaction(tx.header(data))
+            return
+        await self.client.post_transaction(tx.header())
+        if plan is None:
+            plan = await anyio.to_thread.run_sync(plan_chunks, path, tx.data_size)
+        ranges = [(c.start, c.end) for c in plan.chunks]
+        chunks = read_ranges(path, ranges)
+        for proof in plan.proofs:
+            data = await anyio.to_thread.run_sync(next, chunks)
+            await self.client.post_chunk({"data_root": tx.data_root, "data_size": str(tx.data_size),
+                                          "data_path": b64url(proof.path), "offset": str(proof.offset),
+                                          "chunk": b64url(data)})
+
+    def _settle(self, tx_id: str, hold: Hold) -> None:
+        with db.atomic():
+            row = Upload.get(Upload.tx_id == tx_id)
+            moved = (Upload.update(status="posted", posted_at=utcnow(), cost_quota=hold.units, last_error="",
+                                   attempts=Upload.attempts + 1)
+                     .where((Upload.tx_id == tx_id) & (Upload.status == "received")).execute())
+            if moved != 1:
+                return  # another replica settled it
+            charged = quota.settle(hold.reservation(), hold.units)
+            if charged != hold.units:
+                Upload.update(cost_quota=charged).where(Upload.tx_id == tx_id).execute()
+            RequestLog.create(request_id=row.request_id or tx_id, kind="upload", user_id=hold.user_id,
+                              token_id=hold.log_token_id, token_name=hold.token_name,
+                              endpoint="/arweave/upload", model="arweave", quota=charged, status_code=200,
+                              client_ip=hold.client_ip, error="")
+
+    def _fail_received(self, tx_id: str, hold: Hold, reason: str) -> None:
+        with db.atomic():
+            moved = (Upload.update(status="failed", last_error=reason[:2000], local_path="")
+                     .where((Upload.tx_id == tx_id) & (Upload.status == "received")).execute())
+            if moved == 1:
+                quota.refund(hold.reservation())
+        self._remove_copy(tx_id)
+
+    def _fail_posted(self, row: Upload, reason: str) -> None:
+        with db.atomic():
+            moved = (Upload.update(status="failed", last_error=reason[:2000], local_path="")
+                     .where((Upload.id == row.id) & (Upload.status == "posted")).execute())
+            if moved == 1 and row.cost_quota > 0:
+                quota.credit_user(row.user_id, row.cost_quota, kind="upload",
+                                  note=f"refund: Arweave transaction {row.tx_id} failed: {reason}")
+        self._remove_copy(row.tx_id)
+
+    async def follow(self) -> None:
+        """One pass over every unfinished upload (the tracker calls this on a timer)."""
+        rows = await run_sync(lambda: list(Upload.select().where(Upload.status.in_(("received", "posted")))
+                                           .order_by(Upload.id).limit(500)))
+        for row in rows:
+            try:
+                if row.status == "received":
+                    if self._may_resume(row):
+                        await self.deliver(row.tx_id)
+                else:
+                    await self.check(row)
+            except ArweaveError as exc:
+                log.info("following %s: %s", row.tx_id, exc)
+            except FileNotFoundError as exc:
+                log.error("upload %s lost its local copy (%s); it stays as it is for an operator", row.tx_id, exc)
+
+    def _may_resume(self, row: Upload) -> bool:
+        if row.tx_id in self.in_flight:
+            return False  # its request is still posting it
+        return row.attempts > 0 or row.created_at < self.started_at or row.created_at < utcnow() - STALE_AFTER
+
+    async def check(self, row: Upload) -> None:
+        status = await self.client.status(row.tx_id)
+        if status.state == "confirmed":
+            done = status.confirmations >= self.settings.arweave_confirmations
+            await run_sync(lambda: self._mark(row, status.confirmations, done))
+            return
+        if status.state == "pending":
+            return
+        # The gateway no longer knows it (dropped from the mempool): post the same signed transaction again.
+        tx, _ = self._read_record(row.tx_id)
+        try:
+            await self._post(tx, None)
+        except ArweaveError as exc:
+            reason, permanent = str(exc), exc.permanent
+            attempts = await run_sync(lambda: _note_attempt(row.tx_id, reason))
+            if permanent or attempts >= MAX_ATTEMPTS:
+                await run_sync(lambda: self._fail_posted(row, reason))
+            return
+        await run_sync(lambda: _note_attempt(row.tx_id, ""))
+
+    def _mark(self, row: Upload, confirmations: int, done: bool) -> None:
+        if not done:
+            Upload.update(confirmations=confirmations).where(Upload.id == row.id).execute()
+            return
+        moved = (Upload.update(status="confirmed", confirmations=confirmations, confirmed_at=utcnow(), local_path="")
+                 .where((Upload.id == row.id) & (Upload.status == "posted")).execute())
+        if moved == 1:
+            self._remove_copy(row.tx_id)
+
+    def _read_record(self, tx_id: str) -> tuple[Transaction, Hold]:
+        record = json.loads(self.record_path(tx_id).read_text())
+        return Transaction.from_record(record["tx"]), Hold(**record["hold"])
+
+    def _remove_copy(self, tx_id: str) -> None:
+        self.data_path(tx_id).unlink(missing_ok=True)
+        self.record_path(tx_id).unlink(missing_ok=True)
+
+    def local_copy(self, row: Upload) -> Path | None:
+        path = self.data_path(row.tx_id)
+        return path if row.status in ("received", "posted") and path.exists() else None
+
+    def describe(self, row: Upload, base_url: str) -> dict[str, Any]:
+        """An upload as the API and the uploads page show it."""
+        cost = row.cost_quota if row.status in ("posted", "confirmed") else row.reserved_quota
+        return {"id": row.tx_id, "url": self.gateway_url(row.tx_id),
+                "local_url": f"{base_url.rstrip('/')}/arweave/{row.tx_id}", "size": row.size,
+                "content_type": row.content_type, "file_name": row.file_name, "sha256": row.sha256,
+                "cost_usd": format_usd(0 if row.status == "failed" else cost), "status": row.status,
+                "confirmations": row.confirmations, "error": row.last_error if row.status == "failed" else "",
+                "created_at": row.created_at.replace(tzinfo=dt.UTC).isoformat()}
+
+
+def _note_attempt(tx_id: str, error: str) -> int:
+    Upload.update(attempts=Upload.attempts + 1, last_error=error[:2000]).where(Upload.tx_id == tx_id).execute()
+    return Upload.get(Upload.tx_id == tx_id).attempts
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Write-then-rename with fsync: the record exists whole or not at all."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(value, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

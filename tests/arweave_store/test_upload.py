@@ -1,0 +1,202 @@
+"""Uploading to a real Arweave node (arlocal): billing, bytes, tags, confirmation, refunds."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import unquote
+
+import httpx
+
+from arweave_store.models import Upload
+from gateway.models import RequestLog, Token, User
+from tests.arweave_store.conftest import make_customer, start_server, wait_for
+
+
+def quota_of(customer) -> tuple[int, int]:
+    return User.get_by_id(customer.user_id).quota, Token.get_by_id(customer.token_id).remain_quota
+
+
+def auth(customer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {customer.key}"}
+
+
+def test_small_file_is_billed_the_quote_stored_and_confirmed(arweave_server, arlocal, customer, service_wallet):
+    data = "Hello, Arweave — permanent ✓\n".encode() * 40
+    quote = httpx.get(f"{arweave_server.url}/arweave/price", params={"bytes": len(data)}).json()
+    user_before, _ = quota_of(customer)
+    winston_before = arlocal.balance(service_wallet.wallet.address)
+
+    response = httpx.post(f"{arweave_server.url}/arweave/upload", headers=auth(customer),
+                          files={"file": ("hello.txt", data, "text/plain; charset=utf-8")})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "posted"
+    assert body["size"] == len(data) and body["content_type"] == "text/plain; charset=utf-8"
+    assert body["file_name"] == "hello.txt" and body["cost_usd"] == quote["cost_usd"]
+    assert body["url"] == f"{arlocal.url}/{body['id']}"
+    # The money: exactly the quote, logged once; the network fee is exactly the quoted winston.
+    assert quota_of(customer)[0] == user_before - quote["cost_quota"]
+    logs = list(RequestLog.select().where(RequestLog.kind == "upload"))
+    assert [(log.quota, log.user_id, log.token_id) for log in logs] == [
+        (quote["cost_quota"], customer.user_id, customer.token_id)]
+    assert arlocal.balance(service_wallet.wallet.address) == winston_before - int(quote["winston"])
+    # The link works at once, from our copy, and arlocal has the same bytes.
+    local = httpx.get(body["local_url"])
+    assert local.status_code == 200 and local.content == data
+    assert local.headers["content-type"].startswith("text/plain")
+    assert local.headers["content-security-policy"] == "sandbox"
+    assert arlocal.data(body["id"]) == data
+
+    arlocal.mine(2)  # included, then one confirmation (the test deployment wants 1)
+    wait_for(lambda: Upload.get(Upload.tx_id == body["id"]).status == "confirmed", what="confirmation")
+    gone = httpx.get(body["local_url"])
+    assert gone.status_code == 302 and gone.headers["location"] == body["url"]
+    listed = httpx.get(f"{arweave_server.url}/arweave/uploads", headers=auth(customer)).json()["data"]
+    assert [(u["id"], u["status"], u["cost_usd"]) for u in listed] == [(body["id"], "confirmed", quote["cost_usd"])]
+    assert not list((arweave_server_data(arweave_server)).glob(f"{body['id']}*"))
+
+
+def arweave_server_data(server):
+    return server.server.config.app.state.arweave.dir
+
+
+def test_multi_chunk_file_goes_up_in_chunks_with_tags(arweave_server, arlocal, customer):
+    data = os.urandom(700 * 1024 + 123)  # three chunks, the last two balanced as arweave-js does
+    name = "résumé 2024 (final).bin"
+    response = httpx.post(f"{arweave_server.url}/arweave/upload", content=data,
+                          headers=auth(customer) | {"Content-Type": "application/x-test",
+                                                    "X-File-Name": "r%C3%A9sum%C3%A9%202024%20(final).bin"})
+    assert response.status_code == 200, response.text
+    tx_id = response.json()["id"]
+    assert response.json()["file_name"] == name
+    assert arlocal.data(tx_id) == data
+    arlocal.mine()
+    assert arlocal.data(tx_id) == data
+    tags = arlocal.tags(tx_id)
+    assert tags["Content-Type"] == "application/x-test"
+    assert unquote(tags["File-Name"]) == name and tags["File-Name"].isascii()
+    assert tags["App-Name"] == "permachat" and tags["App-Version"]
+    uploader = tags["Uploader"]
+    assert len(uploader) == 32 and "alice" not in uploader and customer.key not in uploader
+    assert tx_id in arlocal.find_by_tag("Uploader", uploader)
+    assert tx_id in arlocal.find_by_tag("App-Name", "permachat")
+
+
+def test_a_refused_post_is_refunded(arweave_settings, database, arlocal, unfunded_wallet):
+    from dataclasses import replace
+
+    customer = make_customer()
+    before = quota_of(customer)
+    server = start_server(replace(arweave_settings, arweave_wallet=str(unfunded_wallet.path)))
+    try:
+        response = httpx.post(f"{server.url}/arweave/upload", headers=auth(customer),
+                              files={"file": ("a.txt", b"some bytes", "text/plain")})
+        assert response.status_code == 502
+        body = response.json()
+        assert body["status"] == "failed" and "Nothing was charged" in body["error"]["message"]
+        assert "410" in body["error"]["message"]
+        assert quota_of(customer) == before
+        assert not RequestLog.select().where(RequestLog.kind == "upload").exists()
+        listed = httpx.get(f"{server.url}/arweave/uploads", headers=auth(customer)).json()["data"]
+        assert [(u["status"], u["cost_usd"]) for u in listed] == [("failed", "$0.00")]
+        assert httpx.get(body["local_url"]).status_code == 404
+    finally:
+        server.stop()
+
+
+def test_a_restart_before_confirmation_loses_nothing(arweave_settings, database, arlocal, customer):
+    from dataclasses import replace
+
+    slow = replace(arweave_settings, arweave_poll_seconds=3600)  # the first server never gets to confirm
+    first = start_server(slow)
+    data = os.urandom(300 * 1024)
+    try:
+        response = httpx.post(f"{first.url}/arweave/upload", headers=auth(customer),
+                              files={"file": ("big.bin", data, "application/octet-stream")})
+        assert response.status_code == 200, response.text
+    finally:
+        first.stop()
+    tx_id = response.json()["id"]
+    charged = quota_of(customer)
+
+    second = start_server(arweave_settings)  # same data directory and database
+    try:
+        assert httpx.get(f"{second.url}/arweave/{tx_id}").content == data
+        arlocal.mine(2)
+        wait_for(lambda: Upload.get(Upload.tx_id == tx_id).status == "confirmed", what="confirmation")
+        assert arlocal.data(tx_id) == data
+        assert quota_of(customer) == charged  # settled once, not again by the second server
+        assert RequestLog.select().where(RequestLog.kind == "upload").count() == 1
+    finally:
+        second.stop()
+
+
+def test_free_visitors_cannot_upload_and_poor_keys_get_402(arweave_server, arlocal, database, service_wallet):
+    url = f"{arweave_server.url}/arweave/upload"
+    anonymous = httpx.post(url, files={"file": ("a.txt", b"x", "text/plain")})
+    assert anonymous.status_code == 401
+    assert "free-tier visitors cannot upload" in anonymous.json()["error"]["message"]
+    wrong = httpx.post(url, files={"file": ("a.txt", b"x", "text/plain")}, headers={"Authorization": "Bearer sk-nope"})
+    assert wrong.status_code == 401
+
+    poor = make_customer("poor@example.com", usd="5", key_usd="0.000002")  # one quota unit on the key
+    winston = arlocal.balance(service_wallet.wallet.address)
+    refused = httpx.post(url, headers=auth(poor), files={"file": ("a.txt", b"x" * 5000, "text/plain")})
+    assert refused.status_code == 402, refused.text
+    message = refused.json()["error"]["message"]
+    assert "costs $" in message and "This key has $0.000002 left" in message
+    assert quota_of(poor) == (2_500_000, 1)
+    assert arlocal.balance(service_wallet.wallet.address) == winston  # nothing went to Arweave
+    assert not Upload.select().exists()
+
+    empty = make_customer("empty@example.com", usd="")
+    assert httpx.post(url, headers=auth(empty), files={"file": ("a.txt", b"x", "text/plain")}).status_code == 402
+
+
+def test_too_large_is_413_before_reading_and_mid_stream(arweave_server, customer):
+    url = f"{arweave_server.url}/arweave/upload"
+    limit = 2 * 1024 * 1024
+    # Only the headers are sent: the answer must come without waiting for the body.
+    with socket.create_connection(("127.0.0.1", arweave_server.port), timeout=5) as sock:
+        sock.sendall((f"POST /arweave/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {customer.key}\r\n"
+                      f"Content-Type: application/octet-stream\r\nContent-Length: {limit + 1}\r\n\r\n").encode())
+        answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 413")
+    assert "2,097,152 bytes at most" in answer
+
+    def body():
+        for _ in range(40):
+            yield b"x" * (64 * 1024)
+
+    streamed = httpx.post(url, headers=auth(customer) | {"Content-Type": "application/octet-stream"}, content=body())
+    assert streamed.status_code == 413
+    assert not Upload.select().exists()
+    assert quota_of(customer)[0] == 2_500_000
+
+
+def test_bad_requests_get_clear_messages(arweave_server, customer):
+    base = arweave_server.url
+    assert "?bytes=N" in httpx.get(f"{base}/arweave/price", params={"bytes": "lots"}).json()["error"]["message"]
+    assert httpx.get(f"{base}/arweave/price", params={"bytes": 10**12}).status_code == 400
+    no_file = httpx.post(f"{base}/arweave/upload", headers=auth(customer), files={"other": ("a.txt", b"x")})
+    assert no_file.status_code == 400 and "'file'" in no_file.json()["error"]["message"]
+    empty = httpx.post(f"{base}/arweave/upload", headers=auth(customer), files={"file": ("a.txt", b"")})
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]["message"]
+    assert httpx.get(f"{base}/arweave/not-an-id").status_code == 404
+    unknown = httpx.get(f"{base}/arweave/{'a' * 43}")
+    assert unknown.status_code == 302 and unknown.headers["location"].endswith("/" + "a" * 43)
+
+
+def test_price_follows_the_network_and_the_admin_rates(arweave_server):
+    from arweave_store.pricing import set_rates
+
+    quote = httpx.get(f"{arweave_server.url}/arweave/price", params={"bytes": 1_000_000}).json()
+    assert quote["winston"] == str(round(1_000_000 / 1000 * 65595508))  # arlocal's price
+    set_rates(usd_per_ar="40", min_fee_usd="0")
+    quote = httpx.get(f"{arweave_server.url}/arweave/price", params={"bytes": 1_000_000}).json()
+    # 65,595,508,000 winston = 0.065595508 AR; x 40 USD = 2.62382032 USD = 1,311,910.16 units, rounded up
+    assert quote["cost_quota"] == 1_311_911 and quote["cost_usd"] == "$2.623822"
+    set_rates(min_fee_usd="5")
+    assert httpx.get(f"{arweave_server.url}/arweave/price", params={"bytes": 10}).json()["cost_usd"] == "$5.00"

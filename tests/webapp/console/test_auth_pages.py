@@ -1,0 +1,75 @@
+"""Register, log in (rate-limited), log out, CSRF on forms."""
+
+from __future__ import annotations
+
+from gateway.models import User
+from tests.webapp.console.conftest import login, text_of
+from webapp.account.limits import login_failures
+
+
+def test_register_logs_in_and_lands_on_topup(client, database):
+    r = client.post("/register", data={"email": "New@Example.com", "password": "longenough", "password2": "longenough"})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/topup")
+    page = client.get("/topup")
+    assert page.status_code == 200 and "$0.00" in text_of(page.data)
+    assert User.by_email("new@example.com") is not None
+    assert User.by_email("new@example.com").password_hash.startswith("scrypt:")
+
+
+def test_register_rejects_bad_input_with_a_message(client, user):
+    cases = [({"email": "nope", "password": "longenough"}, "not an email address"),
+             ({"email": "a@b.co", "password": "short"}, "at least 8 characters"),
+             ({"email": "alice@example.com", "password": "longenough"}, "already exists"),
+             ({"email": "a@b.co", "password": "longenough", "password2": "different1"}, "passwords differ")]
+    for form, message in cases:
+        r = client.post("/register", data=form)
+        assert r.status_code == 400, form
+        assert message in text_of(r.data)
+
+
+def test_login_wrong_password_then_right(client, user):
+    r = login(client, "alice@example.com", "wrong password")
+    assert r.status_code == 401 and "Wrong email or password" in text_of(r.data)
+    assert client.get("/token").status_code == 302  # still logged out
+    r = login(client, "ALICE@example.com", "correct horse")
+    assert r.status_code == 303
+    assert client.get("/token").status_code == 200
+
+
+def test_login_is_rate_limited_per_ip_and_account(client, user):
+    login_failures.clear("127.0.0.1|alice@example.com")
+    try:
+        for _ in range(5):
+            assert login(client, "alice@example.com", "guess").status_code == 401
+        r = login(client, "alice@example.com", "correct horse")
+        assert r.status_code == 429 and "Too many failed attempts" in text_of(r.data)
+    finally:
+        login_failures.clear("127.0.0.1|alice@example.com")
+
+
+def test_disabled_account_cannot_log_in(client, user):
+    User.update(status="disabled").where(User.id == user.id).execute()
+    r = login(client, "alice@example.com", "correct horse")
+    assert r.status_code == 403 and "disabled" in text_of(r.data)
+
+
+def test_logout(alice):
+    assert alice.post("/logout").status_code == 303
+    assert alice.get("/token").status_code == 302
+
+
+def test_forms_need_the_csrf_token(settings, database, user):
+    from webapp import create_app
+
+    client = create_app(settings, {"TESTING": True}).test_client()
+    r = client.post("/login", data={"email": "alice@example.com", "password": "correct horse"})
+    assert r.status_code == 400
+    assert client.get("/token").status_code == 302
+
+
+def test_login_page_htmx_partial_and_json_twin(client, user):
+    r = client.post("/login", data={"email": "alice@example.com", "password": "x"}, headers={"HX-Request": "true"})
+    assert r.status_code == 200 and b"<html" not in r.data and b"Wrong email or password" in r.data
+    assert "HX-Request" in r.headers["Vary"]
+    r = client.post("/login", data={"email": "alice@example.com", "password": "y"}, headers={"Accept": "application/json"})
+    assert r.status_code == 401 and r.get_json() == {"error": {"message": "Wrong email or password."}}

@@ -1,0 +1,27 @@
+"""The account console: register, log in, API keys, top-up, usage (``account`` blueprint).
+
+:func:`init_app` also registers the console's neighbours: the public pages
+(``/pricing``, ``/docs``), the admin pages and the admin's JSON API.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+
+from gateway.money import format_usd
+
+bp = Blueprint("account", __name__)
+
+from webapp.account import auth, tokens, topup, usage  # noqa: E402,F401  (views register on bp)
+
+
+def init_app(app: Flask) -> None:
+    from webapp import csrf
+    from webapp.admin import bp as admin_bp
+    from webapp.api import bp as api_bp
+    from webapp.pages import bp as pages_bp
+
+    app.add_template_filter(lambda units: format_usd(int(units or 0)), "usd")
+    csrf.exempt(api_bp)
+    for blueprint in (bp, pages_bp, admin_bp, api_bp):
+        app.register_blueprint(blueprint)

@@ -1,0 +1,223 @@
+"""Admin pages. Every change goes through :mod:`webapp.admin.actions`, which audits it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import redirect, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from gateway.accounts import CHANNEL_TYPES, AccountError
+from gateway.console_ops import code_rows, search_users, set_topup_info, topup_info
+from gateway.models import AuditLog, Channel, ModelPrice, RedemptionCode, User
+from gateway.money import format_usd, parse_usd, usd_to_units
+from webapp.account.respond import render
+from webapp.admin import actions, bp
+from webapp.admin.probe import probe_channel
+
+
+def _actor() -> int:
+    return current_user.user.id
+
+
+@bp.get("/")
+def home() -> Response:
+    """The admin starts at the channels."""
+    return redirect(url_for("admin.channels"))
+
+
+# --- channels -------------------------------------------------------------------------------
+
+def _channels_page(*, error: str = "", notice: str = "", status: int = 200, probe: Any = None,
+                   probed: int | None = None) -> Response:
+    rows = list(Channel.select().order_by(Channel.priority.desc(), Channel.id))
+    data = {"channels": [actions.channel_json(c) for c in rows]}
+    if error:
+        data = {"error": {"message": error}}
+    return render("admin/channels.html", "admin/_channels.html", data, status=status, channels=rows,
+                  types=CHANNEL_TYPES, error=error, notice=notice, probe=probe, probed=probed)
+
+
+@bp.get("/channels.json")
+@bp.get("/channels")
+def channels() -> Response:
+    """Channels with status, last error and latency."""
+    return _channels_page()
+
+
+@bp.post("/channels")
+def channel_create() -> Response:
+    """Add a channel."""
+    try:
+        channel = actions.channel_create(request.form, _actor())
+    except AccountError as exc:
+        return _channels_page(error=str(exc), status=400)
+    return _channels_page(notice=_("Channel %(name)s added.", name=channel.name), status=201)
+
+
+@bp.post("/channels/<int:channel_id>")
+def channel_change(channel_id: int) -> Response:
+    """Save, enable, disable, delete or test one channel (``action`` field)."""
+    channel = Channel.get_or_none(Channel.id == channel_id)
+    if channel is None:
+        return _channels_page(error=_("No such channel."), status=404)
+    action = request.form.get("action", "save")
+    try:
+        if action == "test":
+            result = probe_channel(channel, request.form.get("model"))
+            return _channels_page(probe=result, probed=channel.id)
+        if action == "delete":
+            actions.channel_remove(channel, _actor())
+            return _channels_page(notice=_("Channel %(name)s deleted.", name=channel.name))
+        if action in ("enable", "disable"):
+            actions.channel_save(channel, {"status": action + "d"}, _actor())
+        elif action == "save":
+            actions.channel_save(channel, request.form, _actor())
+        else:
+            raise AccountError(f"unknown action {action!r}")
+    except AccountError as exc:
+        return _channels_page(error=str(exc), status=400)
+    return _channels_page(notice=_("Channel %(name)s saved.", name=channel.name))
+
+
+# --- redemption codes -----------------------------------------------------------------------
+
+def _codes_page(*, error: str = "", notice: str = "", status: int = 200, new_codes: list[str] | None = None,
+                new_csv: str = "") -> Response:
+    state = request.args.get("status", "")
+    batch = request.args.get("batch", "")
+    rows = code_rows(state or None, batch=batch or None)
+    counts = {s: RedemptionCode.select().where(RedemptionCode.status == s).count()
+              for s in ("unused", "redeemed", "disabled")}
+    batches = [r.name for r in RedemptionCode.select(RedemptionCode.name).distinct()
+               .where(RedemptionCode.name != "").order_by(RedemptionCode.name)]
+    data: dict[str, Any] = {"codes": [actions.code_json(c) for c in rows], "counts": counts}
+    if error:
+        data = {"error": {"message": error}}
+    return render("admin/codes.html", "admin/_codes.html", data, status=status, codes=rows, counts=counts,
+                  batches=batches, state=state, batch=batch, error=error, notice=notice, new_codes=new_codes,
+                  new_csv=new_csv)
+
+
+@bp.get("/codes.json")
+@bp.get("/codes")
+def codes() -> Response:
+    """Redemption codes by status and batch."""
+    return _codes_page()
+
+
+@bp.post("/codes")
+def codes_create() -> Response:
+    """Generate a batch; the plain codes appear in this answer only."""
+    form = request.form
+    try:
+        new = actions.codes_generate(form, _actor())
+    except AccountError as exc:
+        return _codes_page(error=str(exc), status=400)
+    value = format_usd(usd_to_units(parse_usd(form["usd"])))
+    csv_text = actions.codes_csv(new, value, form.get("name", "").strip())
+    return _codes_page(notice=_("%(count)s codes created.", count=len(new)), new_codes=new, new_csv=csv_text,
+                       status=201)
+
+
+@bp.post("/codes/disable")
+def codes_disable() -> Response:
+    """Disable unused codes, one or a whole batch."""
+    try:
+        changed = actions.codes_disable(request.form, _actor())
+    except AccountError as exc:
+        return _codes_page(error=str(exc), status=400)
+    return _codes_page(notice=_("%(count)s codes disabled.", count=changed))
+
+
+# --- users ----------------------------------------------------------------------------------
+
+def _users_page(*, error: str = "", notice: str = "", status: int = 200) -> Response:
+    query = request.values.get("q", "")
+    rows = search_users(query)
+    data = {"users": [actions.user_json(u) for u in rows]}
+    if error:
+        data = {"error": {"message": error}}
+    return render("admin/users.html", "admin/_users.html", data, status=status, users=rows, q=query,
+                  error=error, notice=notice)
+
+
+@bp.get("/users.json")
+@bp.get("/users")
+def users() -> Response:
+    """Accounts, newest first; ``q`` searches emails."""
+    return _users_page()
+
+
+@bp.post("/users/<int:user_id>")
+def user_change(user_id: int) -> Response:
+    """Adjust a balance, disable/enable, make or unmake admin."""
+    user = User.get_or_none(User.id == user_id)
+    if user is None:
+        return _users_page(error=_("No such user."), status=404)
+    try:
+        notice = actions.user_change(user, request.form, _actor())
+    except AccountError as exc:
+        return _users_page(error=str(exc), status=400)
+    return _users_page(notice=notice)
+
+
+# --- prices, free tier, top-up text ---------------------------------------------------------
+
+def _prices_page(*, error: str = "", notice: str = "", status: int = 200) -> Response:
+    rows = list(ModelPrice.select().order_by(ModelPrice.model))
+    info = topup_info()
+    data = {"prices": [actions.price_json(p) for p in rows], "topup_text": info.text,
+            "cny_per_usd": str(info.cny_per_usd)}
+    if error:
+        data = {"error": {"message": error}}
+    return render("admin/prices.html", "admin/_prices.html", data, status=status, prices=rows, info=info,
+                  error=error, notice=notice)
+
+
+@bp.get("/prices.json")
+@bp.get("/prices")
+def prices() -> Response:
+    """Per-model prices, the top-up text and the exchange rate."""
+    return _prices_page()
+
+
+@bp.post("/prices")
+def price_set() -> Response:
+    """Set (or, with ``action=delete``, remove) a model's price."""
+    try:
+        if request.form.get("action") == "delete":
+            actions.price_remove(request.form.get("model", ""), _actor())
+            notice = _("Price of %(model)s removed.", model=request.form.get("model", ""))
+        else:
+            price = actions.price_save(request.form, _actor())
+            notice = _("Price of %(model)s saved.", model=price.model)
+    except AccountError as exc:
+        return _prices_page(error=str(exc), status=400)
+    return _prices_page(notice=notice)
+
+
+@bp.post("/topup-options")
+def topup_options() -> Response:
+    """Save the top-up page's text and the CNY-per-USD rate."""
+    try:
+        set_topup_info(text=request.form.get("text"), cny_per_usd=request.form.get("cny_per_usd"),
+                       actor_id=_actor())
+    except AccountError as exc:
+        return _prices_page(error=str(exc), status=400)
+    return _prices_page(notice=_("Top-up page saved."))
+
+
+# --- audit log ------------------------------------------------------------------------------
+
+@bp.get("/audit.json")
+@bp.get("/audit")
+def audit() -> Response:
+    """What admins changed, newest first."""
+    rows = list(AuditLog.select().order_by(AuditLog.id.desc()).limit(300))
+    emails = {u.id: u.email for u in User.select(User.id, User.email)
+              .where(User.id.in_({r.actor_id for r in rows if r.actor_id}))} if rows else {}
+    return render("admin/audit.html", "admin/audit.html", {"entries": [actions.audit_json(a) for a in rows]},
+                  entries=rows, emails=emails)

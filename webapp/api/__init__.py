@@ -1,0 +1,13 @@
+"""The admin's JSON API under ``/api/``: every admin action, authenticated by an admin's API key.
+
+Bearer requests carry no cookie, so the blueprint is exempt from CSRF; each view
+checks the key itself. Errors are ``{"error": {"message": ...}}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+from webapp.api import views  # noqa: E402,F401  (views register on bp)
