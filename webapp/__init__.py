@@ -66,4 +66,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         return SessionUser(user) if user is not None and user.status == "active" else None
 
     views.init_app(app)
+    from webapp import account
+
+    account.init_app(app)
     return app
