@@ -211,12 +211,12 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         if not content_type.startswith("multipart/form-data"):
             raise BadRequest("Send the audio as multipart/form-data with 'file' and 'model' fields.")
         raw = await read_body(request, limit)
-        match = re.search(rb'name="model"\r\n(?:[^\r\n]*\r\n)*\r\n([^\r\n]+)\r\n', raw)
-        if not match:
+        fields = _multipart_fields(raw, content_type)
+        model = fields.get("model", b"").decode("utf-8", "replace").strip()
+        if not model:
             raise BadRequest("you must provide a model parameter", param="model")
-        if b'name="file"' not in raw:
+        if "file" not in fields:
             raise BadRequest("Missing required parameter: 'file'.", param="file")
-        model = match.group(1).decode("utf-8", "replace").strip()
         call = await gw.relay.prepare(auth, endpoint=TRANSCRIPTIONS, path=request.url.path, model=model,
                                       estimate=Usage(), client_ip=client_ip(request), request_id=request_id,
                                       is_stream=False)
@@ -280,6 +280,20 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
     for extra in EXTRA_ROUTES:
         routes.extend(extra(gw))
     return routes
+
+
+def _multipart_fields(raw: bytes, content_type: str) -> dict[str, bytes]:
+    """The parts of a multipart body by field name (the body itself is forwarded untouched)."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match:
+        raise BadRequest("The multipart body has no boundary in its Content-Type.")
+    fields: dict[str, bytes] = {}
+    for part in raw.split(b"--" + match.group(1).encode())[1:]:
+        head, sep, value = part.partition(b"\r\n\r\n")
+        name = re.search(rb'name="([^"]*)"', head)
+        if sep and name:
+            fields[name.group(1).decode("utf-8", "replace")] = value.removesuffix(b"\r\n")
+    return fields
 
 
 def _model_object(model_id: str, owners: tuple[str, ...]) -> dict[str, Any]:

@@ -59,9 +59,9 @@ class Account:
 def make_account(database) -> Callable[..., Account]:
     counter = iter(range(1, 10_000))
 
-    def make(usd: str = "10", **token_args) -> Account:
+    def make(balance: str = "10", **token_args) -> Account:
         user = accounts.create_user(f"user{next(counter)}@example.com", "password123")
-        accounts.topup(user, usd)
+        accounts.topup(user, balance)
         new = accounts.create_token(user, **token_args)
         return Account(User.get_by_id(user.id), new.key, new.token)
 

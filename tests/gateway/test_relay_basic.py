@@ -5,19 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from gateway.models import RequestLog
-
-
-def wait_logs(server, n: int) -> list[RequestLog]:
-    import time
-
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        rows = list(RequestLog.select().where(RequestLog.kind == "relay").order_by(RequestLog.id))
-        if len(rows) >= n:
-            return rows
-        time.sleep(0.02)
-    raise AssertionError(f"expected {n} log rows, found {len(rows)}")
+from tests.gateway.helpers import wait_logs
 
 
 def test_non_stream_and_stream(upstream, make_account, price, channel, serve):
@@ -34,7 +22,7 @@ def test_non_stream_and_stream(upstream, make_account, price, channel, serve):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Hello! This is the test upstream speaking."
     assert all(c.usage is None for c in chunks)
-    rows = wait_logs(server, 2)
+    rows = wait_logs(2)
     assert [r.is_stream for r in rows] == [False, True]
     assert all(r.quota > 0 and r.status_code == 200 for r in rows)
     acct.refresh()
