@@ -112,7 +112,7 @@ def log() -> Response:
                 .offset((filters.page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1))
     has_more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    per_day = _totals(cond, fn.DATE(RequestLog.created_at))
+    per_day = _totals(cond, fn.DATE(RequestLog.created_at).coerce(False))
     per_model = _totals(cond, RequestLog.model)
     total_units = sum(t.units for t in per_day)
     tokens = list(Token.select(Token.id, Token.name).where(Token.user == user.id).order_by(Token.name))

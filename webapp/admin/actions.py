@@ -159,3 +159,32 @@ def price_remove(model: str, actor_id: int) -> None:
 def audit_json(a: AuditLog) -> dict[str, Any]:
     return {"id": a.id, "time": a.created_at.isoformat(), "actor_id": a.actor_id, "action": a.action,
             "target": a.target, "detail": a.detail}
+
+
+def free_tier_view() -> dict[str, Any] | None:
+    """The chat's free-tier settings as the admin form shows them; None when the chat has none."""
+    try:
+        from webapp.chat import free_tier
+    except ImportError:
+        return None
+    config = free_tier.read_config()
+    fields = []
+    for key, (name, label, kind) in free_tier.FIELDS.items():
+        value = getattr(config, name)
+        fields.append({"key": key, "label": label, "kind": kind,
+                       "value": ", ".join(value) if isinstance(value, list) else str(value)})
+    return {"fields": fields, "remaining_today": free_tier.remaining_today(config)}
+
+
+def free_tier_save(values: Mapping[str, Any], actor_id: int) -> dict[str, Any] | None:
+    """Store the free-tier fields found in ``values`` through the chat's own validation."""
+    from webapp.chat import free_tier
+
+    known = {k: values[k] for k in free_tier.FIELDS if k in values}
+    if not known:
+        raise AccountError(f"send at least one of {', '.join(free_tier.FIELDS)}")
+    try:
+        free_tier.write_config(known, actor_id=actor_id)
+    except free_tier.FreeTierError as exc:
+        raise AccountError(str(exc)) from None
+    return free_tier_view()

@@ -169,12 +169,13 @@ def user_change(user_id: int) -> Response:
 def _prices_page(*, error: str = "", notice: str = "", status: int = 200) -> Response:
     rows = list(ModelPrice.select().order_by(ModelPrice.model))
     info = topup_info()
+    free = actions.free_tier_view()
     data = {"prices": [actions.price_json(p) for p in rows], "topup_text": info.text,
-            "cny_per_usd": str(info.cny_per_usd)}
+            "cny_per_usd": str(info.cny_per_usd), "free_tier": free}
     if error:
         data = {"error": {"message": error}}
     return render("admin/prices.html", "admin/_prices.html", data, status=status, prices=rows, info=info,
-                  error=error, notice=notice)
+                  free=free, error=error, notice=notice)
 
 
 @bp.get("/prices.json")
@@ -208,6 +209,16 @@ def topup_options() -> Response:
     except AccountError as exc:
         return _prices_page(error=str(exc), status=400)
     return _prices_page(notice=_("Top-up page saved."))
+
+
+@bp.post("/free-tier")
+def free_tier() -> Response:
+    """Save the free models and the free tier's limits (the chat's settings)."""
+    try:
+        actions.free_tier_save(request.form, _actor())
+    except AccountError as exc:
+        return _prices_page(error=str(exc), status=400)
+    return _prices_page(notice=_("Free tier saved."))
 
 
 # --- audit log ------------------------------------------------------------------------------

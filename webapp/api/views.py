@@ -192,6 +192,17 @@ def topup_options_set() -> Response:
     return jsonify({"text": info.text, "cny_per_usd": str(info.cny_per_usd)})
 
 
+@bp.get("/options/free-tier")
+def free_tier_options() -> Response:
+    return jsonify(actions.free_tier_view())
+
+
+@bp.put("/options/free-tier")
+def free_tier_options_set() -> Response:
+    """``{"free_models": "a,b", "free_rpm": 5, ...}``: the chat's free-tier settings."""
+    return jsonify(actions.free_tier_save(body(), g.actor_id))
+
+
 @bp.get("/audit")
 def audit() -> Response:
     rows = AuditLog.select().order_by(AuditLog.id.desc()).limit(_limit(300, 5000))

@@ -17,7 +17,7 @@ def free_model_check():
         from webapp.chat import free_tier
     except ImportError:  # the chat's free tier is optional for this page
         return lambda model: False
-    models = set(free_tier.free_models())
+    models = set(free_tier.read_config().models)
     return lambda model: model in models
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from gateway.accounts import create_codes
+import pytest
+
+from gateway.accounts import create_codes, create_user
 from gateway.console_ops import RedeemError, redeem_code, set_topup_info
 from gateway.models import RedemptionCode, RequestLog, User
+from tests.conftest import migrate_database
 from tests.webapp.console.conftest import text_of
 from webapp.account.limits import redeem_failures
 
@@ -53,12 +56,10 @@ def test_failed_redemptions_are_rate_limited(alice, user):
         redeem_failures.clear(key)
 
 
-def test_one_code_redeemed_by_many_threads_credits_once(database, user):
-    from gateway.accounts import create_user
-
-    others = [create_user(f"u{i}@example.com", "password123") for i in range(7)]
+def race_for_one_code(database, accounts: list[User]) -> list[object]:
+    """Every account redeems the same code at the same moment, each on its own connection."""
     [code] = create_codes("3")
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(len(accounts))
     results: list[object] = []
 
     def attempt(user_id: int) -> None:
@@ -71,12 +72,28 @@ def test_one_code_redeemed_by_many_threads_credits_once(database, user):
         finally:
             database.close()
 
-    threads = [threading.Thread(target=attempt, args=(u.id,)) for u in [user, *others]]
+    threads = [threading.Thread(target=attempt, args=(u.id,)) for u in accounts]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return results
+
+
+def test_one_code_redeemed_by_many_threads_credits_once(database, user):
+    others = [create_user(f"u{i}@example.com", "password123") for i in range(7)]
+    results = race_for_one_code(database, [user, *others])
     assert sorted(map(str, results)) == ["1500000"] + ["redeemed"] * 7
+    assert sum(u.quota for u in User.select()) == 1_500_000
+    assert RequestLog.select().where(RequestLog.kind == "topup").count() == 1
+
+
+@pytest.mark.postgres
+def test_one_code_redeemed_concurrently_on_postgresql_credits_once(postgres_url):
+    database = migrate_database(postgres_url)
+    accounts = [create_user(f"pg{i}@example.com", "password123") for i in range(16)]
+    results = race_for_one_code(database, accounts)
+    assert sorted(map(str, results)) == ["1500000"] + ["redeemed"] * 15
     assert sum(u.quota for u in User.select()) == 1_500_000
     assert RequestLog.select().where(RequestLog.kind == "topup").count() == 1
 

@@ -1,0 +1,101 @@
+"""The whole path of a new user, over real sockets: the console, the gateway, a fake upstream.
+
+Register, log in, fail to use a paid model with an empty balance, redeem a code,
+see the balance, create a key, call /v1/chat/completions with the openai SDK,
+see the call on /log and the balance lower by exactly the logged cost.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+from gateway.accounts import add_channel, create_codes, set_price
+from gateway.models import RequestLog, User
+from tests.conftest import LiveServer
+from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
+from tests.webapp.console.web import WebUser
+
+KEY = re.compile(r'value="(sk-[A-Za-z0-9]{48})"')
+
+
+@pytest.fixture
+def deployment(settings, database):
+    """A fake OpenAI upstream, a priced channel to it, and the whole permachat deployment."""
+    from webapp.asgi import create_asgi_app
+
+    upstream = LiveServer(create_upstream_app(UpstreamState())).start()
+    add_channel(type="openai", name="fake openai", base_url=upstream.url + "/v1", keys=["sk-up"],
+                models="gpt-4o-mini")
+    set_price("gpt-4o-mini", input_usd="150", output_usd="600")  # dear, so one call costs whole cents
+    server = LiveServer(create_asgi_app(settings)).start()
+    yield server
+    server.stop()
+    upstream.stop()
+
+
+def wait_for_usage(web: WebUser, count: int) -> dict:
+    deadline = time.monotonic() + 10
+    while True:
+        data = web.get("/log.json").json()
+        if len(data["rows"]) >= count or time.monotonic() > deadline:
+            return data
+        time.sleep(0.05)
+
+
+def test_new_user_from_register_to_billed_call(deployment):
+    web = WebUser(deployment.url)
+    r = web.post("/register", {"email": "newbie@example.com", "password": "s3cret-pass", "password2": "s3cret-pass"})
+    assert r.url.path == "/topup" and "$0.00" in web.text("/topup")
+    web.post("/logout")
+    assert web.post("/login", {"email": "newbie@example.com", "password": "s3cret-pass"}).url.path == "/token"
+
+    # An empty account cannot use a paid model.
+    first_key = KEY.search(web.post("/token", {"name": "early"}).text).group(1)
+    sdk = openai.OpenAI(base_url=deployment.url + "/v1", api_key=first_key, max_retries=0)
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    assert refused.value.code == "insufficient_quota" and "/topup" in refused.value.message
+
+    [code] = create_codes("10", name="journey")
+    page = web.post("/topup", {"code": code}).text
+    assert "$10.00 added to your balance" in page
+    assert web.get("/topup.json").json()["balance_usd"] == "$10.00"
+
+    key = KEY.search(web.post("/token", {"name": "sdk", "usd": "5"}).text).group(1)
+    assert key not in web.get("/token").text  # shown once only
+    client = openai.OpenAI(base_url=deployment.url + "/v1", api_key=key, max_retries=0)
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    assert reply.choices[0].message.content
+
+    usage = wait_for_usage(web, 1)
+    [row] = [r for r in usage["rows"] if r["status"] == 200]
+    assert (row["key"], row["model"], row["prompt_tokens"], row["completion_tokens"]) == (
+        "sdk", "gpt-4o-mini", reply.usage.prompt_tokens, reply.usage.completion_tokens)
+    assert row["cost_units"] > 0
+    balance = User.by_email("newbie@example.com").quota
+    assert balance == 5_000_000 - row["cost_units"]
+    log_page = web.text("/log")
+    assert row["cost_usd"] in log_page and "gpt-4o-mini" in log_page
+    assert web.get("/topup.json").json()["balance_usd"] == usage["balance_usd"]
+    web.close()
+
+
+def test_one_code_redeemed_by_many_sessions_at_once_credits_once(deployment):
+    users = [WebUser(deployment.url) for _ in range(12)]
+    for i, web in enumerate(users):
+        web.post("/register", {"email": f"racer{i}@example.com", "password": "password123",
+                               "password2": "password123"})
+    [code] = create_codes("2")
+    with ThreadPoolExecutor(len(users)) as pool:
+        statuses = list(pool.map(lambda web: web.http.post("/topup", data={"code": code, "csrf_token": web.csrf})
+                                 .status_code, users))
+    assert sorted(statuses) == [200] + [409] * 11
+    assert sum(u.quota for u in User.select().where(User.email.startswith("racer"))) == 1_000_000
+    assert RequestLog.select().where(RequestLog.kind == "topup").count() == 1
+    for web in users:
+        web.close()
