@@ -7,6 +7,7 @@ import logging
 import click
 from peewee import PeeweeException
 
+from arweave_store.cli import arweave_group
 from gateway import db as dbmod
 from gateway.cli import COMMANDS as GATEWAY_COMMANDS
 from gateway.settings import Settings, SettingsError
@@ -118,6 +119,7 @@ def migrate(ctx: click.Context, action: str) -> None:
 
 for command in GATEWAY_COMMANDS:
     main.add_command(command)
+main.add_command(arweave_group)
 
 
 if __name__ == "__main__":  # pragma: no cover
