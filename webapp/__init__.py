@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     from webapp import account
 
     account.init_app(app)
+    from webapp import chat
+
+    chat.init_app(app)
     from webapp import uploads
 
     uploads.init_app(app)

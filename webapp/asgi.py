@@ -52,6 +52,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     """Compose the deployment for ``settings`` (read from the environment when not given)."""
     from arweave_store import routes as arweave_routes
     from webapp import create_app
+    from webapp.chat.stream import chat_routes
 
     settings = (settings or Settings.from_env()).with_secret_key()
     if dbmod.db.obj is None:
@@ -79,6 +80,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
         *arweave_routes.routes(),
         *gateway.routes(),
+        *chat_routes(flask_app),
         Mount("/", app=WSGIMiddleware(flask_app, workers=16)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

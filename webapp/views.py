@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from gateway.db import db
@@ -12,9 +12,11 @@ bp = Blueprint("core", __name__)
 
 
 @bp.get("/")
-def index() -> str:
-    """The chat page."""
-    return render_template("index.html")
+def index() -> object:
+    """The chat page (a new conversation)."""
+    from webapp.chat.views import chat_page
+
+    return chat_page()
 
 
 @bp.post("/lang/<code>")

@@ -1,1 +1,15 @@
-"""The chat: conversations, streamed replies through the in-process gateway, the free tier."""
+"""The chat: conversations, streamed replies through the in-process gateway, the free tier.
+
+:func:`init_app` registers the Flask views; :func:`webapp.chat.stream.chat_routes`
+gives the async stream route that :mod:`webapp.asgi` mounts beside Flask.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from webapp.chat.views import bp
+
+    app.register_blueprint(bp)

@@ -1,0 +1,200 @@
+"""The free tier: which models visitors without a key may use, and the limits that keep it cheap.
+
+The settings are :class:`gateway.models.Option` rows an admin edits (the console
+calls :func:`read_config` / :func:`write_config`); the defaults live here only.
+Free chats are billed like any other request, to a system account whose balance
+is reset to the daily budget at the first free request of each UTC day, so the
+gateway's atomic reservation is what caps the day's spend. The per-visitor rate
+limit counts in this process (one worker: exact; several: per worker).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from gateway import quota
+from gateway.accounts import AccountError, create_token, parse_list
+from gateway.db import db
+from gateway.models import AuditLog, Option, Token, User, utcnow
+from gateway.money import MoneyError, format_usd, parse_usd, usd_to_units
+
+SYSTEM_EMAIL = "free-tier@permachat.invalid"
+DAY_OPTION = "free_budget_day"
+
+
+@dataclass(frozen=True)
+class FreeTierConfig:
+    models: list[str] = field(default_factory=lambda: ["gpt-4o-mini"])
+    rpm: int = 5  # requests per minute per visitor (browser session) and per IP address
+    max_tokens: int = 1024  # cap on each reply
+    max_context: int = 4000  # tokens sent per request (system prompt, history, the new message)
+    daily_budget_usd: str = "1.00"  # what the whole free tier may spend per UTC day
+
+
+DEFAULTS = FreeTierConfig()
+
+# Option key -> (config field, what the admin form shows, kind)
+FIELDS: dict[str, tuple[str, str, str]] = {
+    "free_models": ("models", "Free models (comma-separated)", "list"),
+    "free_rpm": ("rpm", "Requests per minute per visitor", "int"),
+    "free_max_tokens": ("max_tokens", "Largest reply (max_tokens)", "int"),
+    "free_max_context": ("max_context", "Largest context sent (tokens)", "int"),
+    "free_daily_budget_usd": ("daily_budget_usd", "Daily budget of the whole free tier (USD)", "usd"),
+}
+
+
+class FreeTierError(ValueError):
+    """An admin's value the free tier cannot use; the message says which and why."""
+
+
+def read_config() -> FreeTierConfig:
+    """The free tier's current settings (defaults for any the admin has not set)."""
+    stored = {row.key: row.value for row in Option.select().where(Option.key.in_(list(FIELDS)))}
+    values: dict[str, Any] = {}
+    for key, (name, _label, _kind) in FIELDS.items():
+        if key in stored and stored[key] is not None:
+            values[name] = stored[key]
+    try:
+        return _validated(values)
+    except FreeTierError:
+        return DEFAULTS  # a row edited by hand into nonsense must not take the page down
+
+
+def _validated(values: dict[str, Any]) -> FreeTierConfig:
+    merged = asdict(DEFAULTS) | values
+    models = parse_list(merged["models"])
+    out: dict[str, Any] = {"models": models}
+    for name, label, kind in FIELDS.values():
+        if kind == "int":
+            try:
+                number = int(str(merged[name]).strip())
+            except ValueError:
+                raise FreeTierError(f"{label}: {merged[name]!r} is not a whole number") from None
+            if number < 0 or number > 10_000_000:
+                raise FreeTierError(f"{label}: must be between 0 and 10000000")
+            out[name] = number
+        elif kind == "usd":
+            try:
+                out[name] = str(parse_usd(str(merged[name]), allow_zero=True))
+            except MoneyError as exc:
+                raise FreeTierError(f"{label}: {exc}") from None
+    return FreeTierConfig(**out)
+
+
+def write_config(values: dict[str, Any], *, actor_id: int | None = None) -> FreeTierConfig:
+    """Validate and store the admin's values (keyed by Option key or field name); returns the result.
+
+    A new daily budget applies at once: today's remaining balance moves by the difference.
+    """
+    by_field = {FIELDS[k][0] if k in FIELDS else k: v for k, v in values.items()}
+    unknown = set(by_field) - {name for name, _l, _k in FIELDS.values()}
+    if unknown:
+        raise FreeTierError(f"unknown free tier settings: {', '.join(sorted(unknown))}")
+    old = read_config()
+    new = _validated(asdict(old) | by_field)
+    with db.atomic():
+        for key, (name, _label, _kind) in FIELDS.items():
+            Option.write(key, getattr(new, name))
+        AuditLog.create(actor_id=actor_id, action="free_tier.update", target="free tier", detail=asdict(new))
+    difference = usd_to_units(Decimal(new.daily_budget_usd)) - usd_to_units(Decimal(old.daily_budget_usd))
+    if difference and Option.read(DAY_OPTION) == _today():
+        user = system_user()
+        if difference > 0:
+            quota.credit_user(user.id, difference, kind="topup", note="free tier: daily budget raised")
+        else:
+            taken = min(-difference, max(0, User.get_by_id(user.id).quota))
+            if taken:
+                quota.debit_user(user.id, taken, kind="adjust", note="free tier: daily budget lowered")
+    return new
+
+
+def _today() -> str:
+    return utcnow().date().isoformat()
+
+
+def next_reset() -> dt.datetime:
+    """The next 00:00 UTC, when the daily budget starts over (naive UTC)."""
+    return dt.datetime.combine(utcnow().date() + dt.timedelta(days=1), dt.time())
+
+
+def system_user() -> User:
+    """The account free chats are billed to, created the first time it is needed."""
+    with db.atomic():
+        user = User.get_or_none(User.email == SYSTEM_EMAIL)
+        if user is None:
+            # "!" is no scrypt hash: nobody can ever log in as this account.
+            user = User.create(email=SYSTEM_EMAIL, password_hash="!" + secrets.token_hex(8), role="user")
+    return user
+
+
+def system_token_id() -> int:
+    """The free tier's key (unlimited: the account's balance, i.e. the daily budget, is the cap)."""
+    user = system_user()
+    token = Token.select().where(Token.user == user).order_by(Token.id).first()
+    if token is None:
+        try:
+            token = create_token(user, name="free tier", unlimited=True).token
+        except AccountError as exc:  # cannot happen with these arguments; say so plainly if it does
+            raise RuntimeError(f"cannot create the free tier's key: {exc}") from None
+    return token.id
+
+
+def refill_for_today(config: FreeTierConfig) -> int:
+    """Set the system account's balance to the daily budget once per UTC day; returns the balance."""
+    user = system_user()
+    today = _today()
+    Option.insert(key=DAY_OPTION, value="", updated_at=utcnow()).on_conflict_ignore().execute()
+    # The conditional update elects one request (of any worker) to do the day's refill.
+    claimed = (Option.update(value=today, updated_at=utcnow())
+               .where((Option.key == DAY_OPTION) & (Option.value != today)).execute())
+    if claimed:
+        budget = usd_to_units(Decimal(config.daily_budget_usd))
+        current = User.get_by_id(user.id).quota
+        if budget > current:
+            quota.credit_user(user.id, budget - current, kind="topup", note="free tier: daily budget")
+        elif current > budget:
+            quota.debit_user(user.id, current - budget, kind="adjust", note="free tier: daily budget")
+    return User.get_by_id(user.id).quota
+
+
+def remaining_today(config: FreeTierConfig) -> str:
+    """Today's unspent free budget in USD, for the admin page."""
+    return format_usd(max(0, refill_for_today(config)))
+
+
+class RateLimiter:
+    """Sliding one-minute windows per key, in this process."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, keys: list[str], limit: int) -> float | None:
+        """Count one request for every key; None if allowed, else seconds until it would be."""
+        now = time.monotonic()
+        with self._lock:
+            waits = []
+            for key in keys:
+                hits = self._hits.setdefault(key, deque())
+                while hits and hits[0] <= now - self.window:
+                    hits.popleft()
+                if len(hits) >= limit:
+                    waits.append(hits[0] + self.window - now)
+            if waits:
+                return max(waits)
+            for key in keys:
+                self._hits[key].append(now)
+            if len(self._hits) > 100_000:
+                self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self.window}
+            return None
+
+
+limiter = RateLimiter()
