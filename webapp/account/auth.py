@@ -12,7 +12,7 @@ from gateway.models import User
 from gateway.money import format_usd
 from webapp.account import bp
 from webapp.account.limits import login_failures
-from webapp.account.respond import account, client_ip, render
+from webapp.account.respond import account, client_ip, is_htmx, render
 from webapp.auth import SessionUser
 
 
@@ -68,6 +68,8 @@ def login() -> Response:
         else:
             login_failures.clear(limit_key)
             login_user(SessionUser(user), remember=True)
+            if is_htmx():  # a whole new page: htmx would swap it into the form otherwise
+                return Response(status=200, headers={"HX-Redirect": _safe_next(next_url)})
             return redirect(_safe_next(next_url), code=303)
     return render("account/login.html", "account/_login.html", {"error": {"message": error}} if error else None,
                   status=status, error=error, email=email, next_url=next_url)

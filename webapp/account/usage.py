@@ -94,7 +94,7 @@ def chart_bars(days: list[Total], width: int = 600, height: int = 120) -> list[d
     if not days:
         return []
     top = max(d.units for d in days) or 1
-    step = width / len(days)
+    step = width / max(len(days), 14)  # a few days draw as a few bars, not one wide block
     return [{"x": round(i * step + step * 0.1, 1), "w": round(step * 0.8, 1),
              "h": round(height * d.units / top, 1), "y": round(height - height * d.units / top, 1),
              "label": d.label, "usd": d.usd} for i, d in enumerate(days)]

@@ -1,0 +1,48 @@
+"""``/pricing`` and ``/docs``: public, in English and Chinese, with JSON for the price list."""
+
+from __future__ import annotations
+
+from gateway.accounts import add_channel, set_price
+from tests.webapp.console.conftest import text_of
+
+
+def test_pricing_lists_models_prices_and_providers(client, database):
+    add_channel(type="openai", name="a", base_url="http://127.0.0.1:9/v1", keys=["k"], models="gpt-4o, gpt-4o-mini")
+    add_channel(type="azure", name="b", base_url="http://127.0.0.1:9", keys=["k"], models="gpt-4o")
+    set_price("gpt-4o", input_usd="2.5", output_usd="10")
+    set_price("cheap", input_usd="0", output_usd="0")
+    models = {m["model"]: m for m in client.get("/pricing.json").get_json()["models"]}
+    assert models["gpt-4o"]["providers"] == ["azure", "openai"]
+    assert (models["gpt-4o"]["input_usd_per_million"], models["gpt-4o"]["output_usd_per_million"]) == ("$2.50", "$10.00")
+    assert models["cheap"]["free"] is True and models["gpt-4o"]["free"] is False
+    assert models["gpt-4o-mini"]["input_usd_per_million"] is None
+    page = text_of(client.get("/pricing").data)
+    assert "gpt-4o $2.50 $10.00" in page and "not on sale yet" in page
+    zh = text_of(client.get("/pricing", headers={"Accept-Language": "zh-CN"}).data)
+    assert "价格" in zh and "暂未开放" in zh and "免费" in zh
+
+
+def test_docs_explain_base_urls_and_tools_in_both_languages(client, database):
+    en = text_of(client.get("/docs", base_url="http://chat.example.org").data)
+    for needle in ("http://chat.example.org/v1", "from openai import OpenAI", "curl", "Cursor", "OpenAI Translator",
+                   "Immersive Translate", "gptcommit", "/arweave/upload", "file=@"):
+        assert needle in en, needle
+    zh = text_of(client.get("/docs", headers={"Accept-Language": "zh"}, base_url="http://chat.example.org").data)
+    assert "如何使用 permachat" in zh and "沉浸式翻译" in zh and "http://chat.example.org/v1" in zh
+
+
+def test_docs_use_the_public_url_setting(settings, database):
+    from dataclasses import replace
+
+    from webapp import create_app
+
+    app = create_app(replace(settings, public_url="https://ai.example.com/"), {"TESTING": True})
+    assert "https://ai.example.com/v1" in app.test_client().get("/docs").data.decode()
+
+
+def test_language_switch_keeps_the_console_in_chinese(client, user):
+    client.post("/lang/zh", data={"next": "/login"})
+    page = text_of(client.get("/login").data)
+    assert "登录" in page and "邮箱" in page
+    r = client.post("/login", data={"email": "alice@example.com", "password": "nope"})
+    assert "邮箱或密码错误" in text_of(r.data)
