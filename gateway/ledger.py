@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import quota
-from gateway.db import db, run_sync
+from gateway.db import db
 from gateway.models import Channel, RequestLog, Token, utcnow
+from gateway.writes import run_write
 
 log = logging.getLogger("permachat.gateway")
 
@@ -84,7 +85,7 @@ class Ledger:
         if not batch:
             return
         try:
-            charged = await asyncio.shield(run_sync(lambda: _write(batch)))
+            charged = await run_write(lambda: _write(batch))
         except Exception:
             # Nothing of the batch was committed (one transaction): put it back in front.
             for item in batch:

@@ -38,7 +38,6 @@ from gateway.adaptors.base import (
 )
 from gateway.auth import KeyInfo
 from gateway.channels import ChannelInfo, ChannelPool, disable_channel, record_error
-from gateway.db import run_sync
 from gateway.errors import (
     GatewayError,
     InsufficientQuotaError,
@@ -52,6 +51,7 @@ from gateway.money import format_usd
 from gateway.prices import Price
 from gateway.ratelimit import RateLimiter
 from gateway.validation import validate_chat, wants_usage
+from gateway.writes import run_write
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 5
@@ -119,8 +119,11 @@ class Relay:
         units = price.cost(estimate, calls=calls)
         if units:
             try:
-                call.reservation = await run_sync(lambda: quota.reserve(
-                    auth.user_id, auth.token_id, units, token_unlimited=auth.unlimited))
+                call.reservation = await run_write(
+                    lambda: quota.reserve(auth.user_id, auth.token_id, units, token_unlimited=auth.unlimited),
+                    on_abandon=lambda reservation: self.ledger.add(Entry(row=self._row(
+                        call, None, CLIENT_CLOSED, "the client went away before the request started"),
+                        reservation=reservation, cost=0)))
             except quota.InsufficientQuota as exc:
                 whose = "this API key's remaining quota" if exc.which == "token" else "your account balance"
                 raise InsufficientQuotaError(
@@ -177,20 +180,24 @@ class Relay:
             return 0
         call.finished = True
         cost = call.price.cost(usage, calls=calls) if usage is not None and call.reached_upstream else 0
+        row = self._row(call, usage, status, error)
+        self.ledger.add(Entry(row=row, reservation=call.reservation, cost=cost))
+        return cost
+
+    @staticmethod
+    def _row(call: Call, usage: Usage | None, status: int, error: str) -> dict[str, Any]:
         usage = usage or Usage()
-        row = {
+        return {
             "request_id": call.request_id, "kind": "relay", "user_id": call.auth.user_id,
             "token_id": call.auth.token_id, "token_name": call.auth.token_name[:64],
             "channel_id": call.channel.id if call.channel else None, "endpoint": call.path[:64],
             "model": call.model[:128], "upstream_model": call.upstream_model[:128],
             "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "cached_tokens": usage.cached_tokens, "quota": cost,
+            "cached_tokens": usage.cached_tokens, "quota": 0,
             "latency_ms": int((time.monotonic() - call.started) * 1000), "ttft_ms": call.ttft_ms,
             "is_stream": call.is_stream, "status_code": status, "error": error[:2000],
             "client_ip": call.client_ip[:64],
         }
-        self.ledger.add(Entry(row=row, reservation=call.reservation, cost=cost))
-        return cost
 
     # -- non-chat endpoints -----------------------------------------------------
 
