@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from gateway import tokens
+from gateway import claude_messages, tokens
 from gateway.adaptors.base import (
     COMPLETIONS,
     EMBEDDINGS,
@@ -45,7 +45,7 @@ log = logging.getLogger("permachat.gateway")
 Handler = Callable[[Request, str], Awaitable[Response]]
 
 # Functions (gateway) -> routes for other request formats; add one line per format.
-EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = []
+EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = [claude_messages.routes]
 
 
 def _dumps(data: Any) -> bytes:
