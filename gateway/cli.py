@@ -125,12 +125,23 @@ def channel_group() -> None:
 @click.option("--priority", default=0, type=int, help="Higher priorities are tried first.")
 @click.option("--weight", default=1, type=int, help="Share of traffic within one priority.")
 @click.option("--map", "mapping", multiple=True, help="alias=upstream_model (repeatable).")
+@click.option("--setting", "setting_args", multiple=True,
+              help="Adaptor setting key=value, e.g. region=us-east-1 or account_id=... (repeatable).")
 @with_db
 def channel_add(type_: str, name: str, base_url: str, keys: tuple[str, ...], models: str, priority: int,
-                weight: int, mapping: tuple[str, ...]) -> None:
+                weight: int, mapping: tuple[str, ...], setting_args: tuple[str, ...]) -> None:
     """Add an upstream channel."""
+    settings = {}
+    for item in setting_args:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--setting")
+        settings[key.strip()] = value.strip()
+    if type_.lower() == "bedrock" and not base_url:
+        # Bedrock's endpoint is per region, so its default comes from the region setting.
+        base_url = f"https://bedrock-runtime.{settings.get('region') or 'us-east-1'}.amazonaws.com"
     channel = add_channel(type=type_, name=name, base_url=base_url, keys=keys, models=models,
-                          priority=priority, weight=weight, mapping=parse_mapping(mapping))
+                          priority=priority, weight=weight, mapping=parse_mapping(mapping), settings=settings)
     click.echo(f"added channel {channel.id} ({channel.type}) {channel.name}")
 
 
