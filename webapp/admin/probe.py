@@ -15,7 +15,7 @@ import httpx
 
 from gateway.adaptors import adaptor_class
 from gateway.adaptors.base import ChannelConfig, ChatRequest, UpstreamFailure
-from gateway.console_ops import record_channel_test
+from gateway.console_ops import audit, record_channel_test
 from gateway.models import Channel
 
 TIMEOUT_SECONDS = 20.0
@@ -29,16 +29,24 @@ class ProbeResult:
     error: str
 
 
-def probe_channel(channel: Channel, model: str | None = None) -> ProbeResult:
-    """Send the probe (blocking; Flask views run in worker threads) and record the outcome."""
+def probe_channel(channel: Channel, model: str | None = None, *, actor_id: int | None = None) -> ProbeResult:
+    """Send the probe (blocking; Flask views run in worker threads), record and audit the outcome."""
+    result = _probe(channel, model)
+    record_channel_test(channel, latency_ms=result.latency_ms, error=result.error)
+    audit(actor_id, "channel.test", channel.name, {"ok": result.ok, "model": result.model,
+                                                   "latency_ms": result.latency_ms, "error": result.error[:200]})
+    return result
+
+
+def _probe(channel: Channel, model: str | None) -> ProbeResult:
     model = (model or "").strip() or (channel.models[0] if channel.models else "")
     if not model:
-        return _record(channel, ProbeResult(False, "", 0, "the channel serves no model"))
+        return ProbeResult(False, "", 0, "the channel serves no model")
     cls = adaptor_class(channel.type)
     if cls is None:
-        return _record(channel, ProbeResult(False, model, 0, f"no adaptor for channel type {channel.type!r} yet"))
+        return ProbeResult(False, model, 0, f"no adaptor for channel type {channel.type!r} yet")
     if not channel.keys:
-        return _record(channel, ProbeResult(False, model, 0, "the channel has no upstream key"))
+        return ProbeResult(False, model, 0, "the channel has no upstream key")
     config = ChannelConfig(id=channel.id, type=channel.type, name=channel.name, base_url=channel.base_url,
                            key=channel.keys[0], settings=channel.settings or {},
                            model_mapping=channel.model_mapping or {})
@@ -60,9 +68,5 @@ def probe_channel(channel: Channel, model: str | None = None) -> ProbeResult:
     except Exception as exc:  # noqa: BLE001 - whatever broke, the admin should read it, not a traceback
         error = f"{type(exc).__name__}: {exc}"
     latency = int((time.monotonic() - started) * 1000)
-    return _record(channel, ProbeResult(not error, model, latency, error))
+    return ProbeResult(not error, model, latency, error)
 
-
-def _record(channel: Channel, result: ProbeResult) -> ProbeResult:
-    record_channel_test(channel, latency_ms=result.latency_ms, error=result.error)
-    return result

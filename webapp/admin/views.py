@@ -66,7 +66,7 @@ def channel_change(channel_id: int) -> Response:
     action = request.form.get("action", "save")
     try:
         if action == "test":
-            result = probe_channel(channel, request.form.get("model"))
+            result = probe_channel(channel, request.form.get("model"), actor_id=_actor())
             return _channels_page(probe=result, probed=channel.id)
         if action == "delete":
             actions.channel_remove(channel, _actor())

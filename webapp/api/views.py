@@ -104,7 +104,8 @@ def channel_delete(channel_id: int) -> Response:
 @bp.post("/channels/<int:channel_id>/test")
 def channel_test(channel_id: int) -> Response:
     data = request.get_json(silent=True) or {}
-    result = probe_channel(_channel(channel_id), data.get("model") if isinstance(data, dict) else None)
+    result = probe_channel(_channel(channel_id), data.get("model") if isinstance(data, dict) else None,
+                           actor_id=g.actor_id)
     return jsonify({"ok": result.ok, "model": result.model, "latency_ms": result.latency_ms, "error": result.error})
 
 

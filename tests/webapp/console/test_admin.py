@@ -73,6 +73,7 @@ def test_channel_test_button_reports_latency_or_the_error(root, upstream):
     r = root.post(f"/admin/channels/{dead.id}", data={"action": "test"})
     assert "cannot reach the upstream" in text_of(r.data)
     assert RequestLog.select().count() == 0  # a test bills nobody
+    assert [a.action for a in AuditLog.select()] == ["channel.test"] * 3
 
 
 def test_generate_codes_export_and_disable(root):

@@ -46,7 +46,7 @@ def test_channels_crud_and_test(api, admin):
     assert api.get("/api/channels/999").status_code == 400
     assert api.delete(f"/api/channels/{channel['id']}").get_json() == {"deleted": channel["id"]}
     assert Channel.select().count() == 0
-    assert {a.action for a in AuditLog.select()} == {"channel.create", "channel.update", "channel.delete"}
+    assert {a.action for a in AuditLog.select()} == {"channel.create", "channel.update", "channel.test", "channel.delete"}
     assert {a.actor_id for a in AuditLog.select()} == {admin.id}
 
 

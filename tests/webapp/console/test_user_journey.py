@@ -30,8 +30,9 @@ def deployment(settings, database):
 
     upstream = LiveServer(create_upstream_app(UpstreamState())).start()
     add_channel(type="openai", name="fake openai", base_url=upstream.url + "/v1", keys=["sk-up"],
-                models="gpt-4o-mini")
-    set_price("gpt-4o-mini", input_usd="150", output_usd="600")  # dear, so one call costs whole cents
+                models="gpt-4o-mini, gpt-4o")
+    set_price("gpt-4o-mini", input_usd="0.15", output_usd="0.6")  # the free tier's model by default
+    set_price("gpt-4o", input_usd="150", output_usd="600")  # paid, and dear: one call costs whole cents
     server = LiveServer(create_asgi_app(settings)).start()
     yield server
     server.stop()
@@ -54,11 +55,13 @@ def test_new_user_from_register_to_billed_call(deployment):
     web.post("/logout")
     assert web.post("/login", {"email": "newbie@example.com", "password": "s3cret-pass"}).url.path == "/token"
 
-    # An empty account cannot use a paid model.
+    # An empty account cannot use a paid model: not on the chat page, not through the API.
+    refused_page = web.post("/chat/send", {"model": "gpt-4o", "content": "Hi"}, headers={"HX-Request": "true"})
+    assert "This model is not free" in refused_page.text
     first_key = KEY.search(web.post("/token", {"name": "early"}).text).group(1)
     sdk = openai.OpenAI(base_url=deployment.url + "/v1", api_key=first_key, max_retries=0)
     with pytest.raises(openai.RateLimitError) as refused:
-        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+        sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
     assert refused.value.code == "insufficient_quota" and "/topup" in refused.value.message
 
     [code] = create_codes("10", name="journey")
@@ -69,18 +72,18 @@ def test_new_user_from_register_to_billed_call(deployment):
     key = KEY.search(web.post("/token", {"name": "sdk", "usd": "5"}).text).group(1)
     assert key not in web.get("/token").text  # shown once only
     client = openai.OpenAI(base_url=deployment.url + "/v1", api_key=key, max_retries=0)
-    reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
     assert reply.choices[0].message.content
 
     usage = wait_for_usage(web, 1)
     [row] = [r for r in usage["rows"] if r["status"] == 200]
     assert (row["key"], row["model"], row["prompt_tokens"], row["completion_tokens"]) == (
-        "sdk", "gpt-4o-mini", reply.usage.prompt_tokens, reply.usage.completion_tokens)
+        "sdk", "gpt-4o", reply.usage.prompt_tokens, reply.usage.completion_tokens)
     assert row["cost_units"] > 0
     balance = User.by_email("newbie@example.com").quota
     assert balance == 5_000_000 - row["cost_units"]
     log_page = web.text("/log")
-    assert row["cost_usd"] in log_page and "gpt-4o-mini" in log_page
+    assert row["cost_usd"] in log_page and "gpt-4o" in log_page
     assert web.get("/topup.json").json()["balance_usd"] == usage["balance_usd"]
     web.close()
 
