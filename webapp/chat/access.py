@@ -63,6 +63,12 @@ def _price(entry) -> str:
              output=format_usd(entry.output_per_million or 0, places=4))
 
 
+def _reason(reason: str) -> str:
+    """The gateway's reason a model is locked, in the visitor's language."""
+    known = {"not allowed for this key": _("not allowed for this key"), "no price set": _("no price set")}
+    return known.get(reason, reason)
+
+
 def _catalog(info: auth.KeyInfo | None) -> list:
     try:
         gw = bridge.gateway()
@@ -102,7 +108,7 @@ def current_access() -> Access:
         free.models += [ModelChoice(m, True, "", False, "") for m in config.models if m not in known]
         free.models.sort(key=lambda m: (not m.allowed, m.id))
         return free
-    access.models = [ModelChoice(e.id, e.allowed, e.reason, e.vision, _price(e)) for e in _catalog(info)]
+    access.models = [ModelChoice(e.id, e.allowed, _reason(e.reason), e.vision, _price(e)) for e in _catalog(info)]
     access.models.sort(key=lambda m: (not m.allowed, m.id))
     return access
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from flask_babel import gettext as _
 from peewee import fn
 
 from gateway.db import db
@@ -110,10 +111,10 @@ class Settings:
         model = (form.get("model") or default_model or "").strip()[:128]
         system_prompt = (form.get("system_prompt") or "").strip()
         if len(system_prompt) > MAX_SYSTEM_PROMPT:
-            raise ChatError(f"The system prompt is too long (over {MAX_SYSTEM_PROMPT} characters).")
-        temperature = _optional_number(form.get("temperature"), "Temperature", float, 0, 2)
-        max_tokens = _optional_number(form.get("max_tokens"), "Max tokens", int, 1, 1_000_000)
-        context = _optional_number(form.get("context_messages"), "Past messages", int, 0, MAX_CONTEXT_MESSAGES)
+            raise ChatError(_("The system prompt is too long (over %(n)s characters).", n=MAX_SYSTEM_PROMPT))
+        temperature = _optional_number(form.get("temperature"), _("Temperature"), float, 0, 2)
+        max_tokens = _optional_number(form.get("max_tokens"), _("Max tokens"), int, 1, 1_000_000)
+        context = _optional_number(form.get("context_messages"), _("Past messages sent"), int, 0, MAX_CONTEXT_MESSAGES)
         return cls(model=model, system_prompt=system_prompt, temperature=temperature, max_tokens=max_tokens,
                    context_messages=10 if context is None else int(context))
 
@@ -132,9 +133,9 @@ def _optional_number(raw: Any, label: str, kind: type, low: float, high: float) 
     try:
         value = kind(text)
     except ValueError:
-        raise ChatError(f"{label}: {text!r} is not a number.") from None
+        raise ChatError(_("%(label)s: %(value)s is not a number.", label=label, value=text)) from None
     if not low <= value <= high:
-        raise ChatError(f"{label} must be between {low:g} and {high:g}.")
+        raise ChatError(_("%(label)s must be between %(low)s and %(high)s.", label=label, low=f"{low:g}", high=f"{high:g}"))
     return value
 
 
@@ -142,9 +143,9 @@ def add_turn(conversation: Conversation, content: str, attachments: list[dict[st
     """The person's message and the pending reply that the stream will fill in."""
     content = content.strip()
     if not content and not attachments:
-        raise ChatError("Write a message first.")
+        raise ChatError(_("Write a message first."))
     if len(content) > MAX_MESSAGE_CHARS:
-        raise ChatError(f"The message is too long (over {MAX_MESSAGE_CHARS} characters).")
+        raise ChatError(_("The message is too long (over %(n)s characters).", n=MAX_MESSAGE_CHARS))
     with db.atomic():
         user_msg = Message.create(conversation=conversation, role="user", content=content, attachments=attachments)
         reply = pending_reply(conversation)
@@ -169,9 +170,9 @@ def truncate_after(message: Message, *, keep: bool) -> None:
 def regenerate(message: Message) -> Message:
     """Replace an assistant reply (and what followed it) with a new pending reply."""
     if message.role != "assistant":
-        raise ChatError("Only a reply can be regenerated.")
+        raise ChatError(_("Only a reply can be regenerated."))
     if message.status in ("pending", "streaming"):
-        raise ChatError("This reply is still being written.")
+        raise ChatError(_("This reply is still being written."))
     conversation = message.conversation
     with db.atomic():
         truncate_after(message, keep=False)
@@ -181,17 +182,17 @@ def regenerate(message: Message) -> Message:
 def edit_and_resend(message: Message, content: str) -> Message:
     """Change one of the person's messages, drop what followed, and ask again."""
     if message.role != "user":
-        raise ChatError("Only your own messages can be edited.")
+        raise ChatError(_("Only your own messages can be edited."))
     content = content.strip()
     if not content and not message.attachments:
-        raise ChatError("Write a message first.")
+        raise ChatError(_("Write a message first."))
     if len(content) > MAX_MESSAGE_CHARS:
-        raise ChatError(f"The message is too long (over {MAX_MESSAGE_CHARS} characters).")
+        raise ChatError(_("The message is too long (over %(n)s characters).", n=MAX_MESSAGE_CHARS))
     conversation = message.conversation
     with db.atomic():
         if Message.select().where((Message.conversation == conversation)
                                   & (Message.id > message.id) & Message.status.in_(["pending", "streaming"])).exists():
-            raise ChatError("Wait for the reply to finish (or stop it) first.")
+            raise ChatError(_("Wait for the reply to finish (or stop it) first."))
         message.content = content
         message.save()
         truncate_after(message, keep=True)
@@ -279,7 +280,7 @@ def delete_conversation(conversation: Conversation) -> None:
 def rename(conversation: Conversation, title: str) -> None:
     title = " ".join((title or "").split())
     if not title:
-        raise ChatError("The title cannot be empty.")
+        raise ChatError(_("The title cannot be empty."))
     conversation.title = title[:MAX_TITLE]
     conversation.save()
 
@@ -319,22 +320,22 @@ def import_document(owner: Owner, document: Any) -> int:
     elif isinstance(document, dict) and "messages" in document:
         items = [document]
     else:
-        raise ChatError("This file is not a permachat export (no \"conversations\" list).")
+        raise ChatError(_("This file is not a permachat export (no \"conversations\" list)."))
     if not isinstance(items, list):
-        raise ChatError("This file is not a permachat export (no \"conversations\" list).")
+        raise ChatError(_("This file is not a permachat export (no \"conversations\" list)."))
     if len(items) > MAX_IMPORT_CONVERSATIONS:
-        raise ChatError(f"At most {MAX_IMPORT_CONVERSATIONS} conversations can be imported at once.")
+        raise ChatError(_("At most %(n)s conversations can be imported at once.", n=MAX_IMPORT_CONVERSATIONS))
     with db.atomic():
         for n, item in enumerate(items, 1):
             if not isinstance(item, dict) or not isinstance(item.get("messages", []), list):
-                raise ChatError(f"Conversation {n} of the file is not an object with a \"messages\" list.")
+                raise ChatError(_("Conversation %(n)s of the file is not an object with a \"messages\" list.", n=n))
             try:
                 form = {k: item.get(k) for k in ("model", "system_prompt", "temperature", "max_tokens",
                                                  "context_messages")}
                 settings = Settings.from_form({k: "" if v is None else v for k, v in form.items()},
                                               default_model="")
             except ChatError as exc:
-                raise ChatError(f"Conversation {n}: {exc}") from None
+                raise ChatError(_("Conversation %(n)s: %(problem)s", n=n, problem=exc)) from None
             conv = create_conversation(owner, model=settings.model)
             settings.apply(conv)
             conv.title = " ".join(str(item.get("title") or "").split())[:MAX_TITLE] or "Imported"
@@ -343,7 +344,7 @@ def import_document(owner: Owner, document: Any) -> int:
             conv.save()
             for m in item.get("messages", []):
                 if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content", ""), str):
-                    raise ChatError(f"Conversation {n} has a message without a valid role and text.")
+                    raise ChatError(_("Conversation %(n)s has a message without a valid role and text.", n=n))
                 attachments = [a for a in (m.get("attachments") or []) if isinstance(a, dict)]
                 Message.create(conversation=conv, role=m["role"], content=m.get("content", "")[:MAX_MESSAGE_CHARS],
                                attachments=attachments, model=str(m.get("model") or "")[:128],
@@ -366,8 +367,8 @@ def save_shortcut(owner: Owner, name: str, prompt: str) -> PromptShortcut:
     name = " ".join((name or "").split())[:100]
     prompt = (prompt or "").strip()
     if not name or not prompt:
-        raise ChatError("A shortcut needs a name and a system prompt.")
+        raise ChatError(_("A shortcut needs a name and a system prompt."))
     if len(prompt) > MAX_SYSTEM_PROMPT:
-        raise ChatError(f"The system prompt is too long (over {MAX_SYSTEM_PROMPT} characters).")
+        raise ChatError(_("The system prompt is too long (over %(n)s characters).", n=MAX_SYSTEM_PROMPT))
     return PromptShortcut.create(user_id=owner.user_id, visitor_id=owner.visitor_id if owner.user_id is None else "",
                                  name=name, prompt=prompt)

@@ -1,15 +1,18 @@
-"""One deployment per test module for the chat: the test upstream as a priced channel, a funded key.
+"""One deployment per test module for the chat: the test upstream as a priced channel, funded keys.
 
 Starting the deployment once per module (not per test) keeps the chat's browser
-tests fast; each test uses its own browser context, so its own session.
+tests fast; each test uses its own browser context, so its own session. A
+module declares its fixture as::
+
+    @pytest.fixture(scope="module")
+    def chat_app(tmp_path_factory):
+        yield from start_deployment(tmp_path_factory)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import pytest
 
 from gateway import accounts
 from gateway import db as dbmod
@@ -33,8 +36,7 @@ class ChatDeployment:
         return self.server.url
 
 
-@pytest.fixture(scope="module")
-def chat_app(tmp_path_factory) -> Iterator[ChatDeployment]:
+def start_deployment(tmp_path_factory) -> Iterator[ChatDeployment]:
     from webapp.asgi import create_asgi_app
 
     data = tmp_path_factory.mktemp("chat")

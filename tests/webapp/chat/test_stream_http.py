@@ -7,9 +7,16 @@ import re
 import httpx
 import pytest
 
+from tests.webapp.chat.deployment import start_deployment
+
 
 def csrf_of(page: str) -> str:
     return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+
+
+@pytest.fixture(scope="module")
+def chat_app(tmp_path_factory):
+    yield from start_deployment(tmp_path_factory)
 
 
 @pytest.fixture

@@ -1,0 +1,279 @@
+"""The chat page in Debian's Chromium against a real server and the test upstream.
+
+One deployment for the whole module (``chat_app``); every test gets its own
+browser context, so its own session (a new visitor). Screenshots go to
+``test-artifacts/`` for people to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from gateway.models import RequestLog
+from tests.webapp.chat.deployment import start_deployment
+from webapp.chat import free_tier
+from webapp.models import Conversation, Message
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+LONG_REPLY = " ".join(f"word{i}" for i in range(400))
+
+
+@pytest.fixture(scope="module")
+def chat_app(tmp_path_factory):
+    yield from start_deployment(tmp_path_factory)
+
+
+@pytest.fixture
+def chat(chat_app, page: Page) -> Page:
+    chat_app.upstream.delay = 0.0
+    chat_app.upstream.replies.clear()
+    free_tier.limiter.reset()
+    page.goto(chat_app.url + "/")
+    page.wait_for_function("() => window.htmx && htmx.version.startsWith('2.0')")
+    return page
+
+
+def send(page: Page, text: str) -> None:
+    box = page.locator("#composer-input")
+    box.fill(text)
+    box.press("Enter")
+
+
+def last_reply(page: Page):
+    return page.locator("article.msg-assistant").last
+
+
+def unlock(page: Page, key: str) -> None:
+    page.fill('#key-panel input[name="key"]', key)
+    page.click('#key-panel button[type="submit"]')
+
+
+def test_free_visitor_chats_and_reply_streams_before_it_ends(chat_app, chat: Page):
+    chat_app.upstream.delay = 0.02
+    chat_app.upstream.replies.append("Here is **bold**, a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n" + LONG_REPLY[:600])
+    expect(chat.locator(".tier-note")).to_contain_text("Free tier")
+    send(chat, "Hello, free model")
+    expect(chat.locator("article.msg-user").last).to_contain_text("Hello, free model")
+    reply = last_reply(chat)
+    # Formatting appears while the reply is still being written (Stop is only there then).
+    expect(reply.locator("strong")).to_have_text("bold")
+    expect(reply.locator("button.stop")).to_be_visible()
+    assert "word80" not in reply.locator(".msg-body").inner_text()  # tokens arrive before the end
+    expect(reply.locator("table td").first).to_have_text("1")
+    expect(reply.locator("button.stop")).to_have_count(0, timeout=15_000)
+    expect(reply).to_contain_text("word80")
+    expect(reply.locator(".msg-meta .model")).to_have_text("gpt-4o-mini")
+    expect(reply.locator(".msg-meta .cost")).to_contain_text("$")
+    assert reply.get_attribute("sse-connect") is None
+    # The URL names the new conversation and it is listed in the sidebar.
+    assert re.search(r"/c/\d+$", chat.url)
+    expect(chat.locator("#conv-list li.active")).to_contain_text("Hello, free model")
+    # Enter sent; Shift+Enter makes a new line instead.
+    box = chat.locator("#composer-input")
+    box.fill("line one")
+    box.press("Shift+Enter")
+    box.type("line two")
+    assert box.input_value() == "line one\nline two"
+    ARTIFACTS.mkdir(exist_ok=True)
+    chat.screenshot(path=str(ARTIFACTS / "chat-desktop-en.png"))
+
+
+def test_free_tier_limits_say_which_and_when(chat_app, chat: Page):
+    free_tier.write_config({"free_rpm": 1})
+    try:
+        chat_app.upstream.replies.append("First reply.")
+        send(chat, "one")
+        expect(last_reply(chat)).to_contain_text("First reply.", timeout=10_000)
+        send(chat, "two")
+        notice = chat.locator("#composer-notice")
+        expect(notice).to_contain_text("1 messages a minute")
+        expect(notice).to_contain_text("Try again in")
+        assert chat.locator("#composer-input").input_value() == "two"  # kept for later
+        # A model that is not free is locked for a visitor without a key.
+        option = chat.locator('#model-select option[value="gpt-4o"]')
+        assert option.get_attribute("disabled") is not None
+        expect(option).to_contain_text("paste an API key")
+        free_tier.write_config({"free_rpm": 100, "free_daily_budget_usd": "0"})
+        free_tier.limiter.reset()
+        send(chat, "three")
+        expect(notice).to_contain_text("daily budget is used up")
+        expect(notice).to_contain_text("00:00 UTC")
+    finally:
+        free_tier.write_config({"free_rpm": 100, "free_daily_budget_usd": "1"})
+
+
+def test_paste_a_key_unlocks_models_and_forget_locks_them(chat_app, chat: Page):
+    chat.fill('#key-panel input[name="key"]', "sk-not-a-real-key")
+    # Show/hide reveals what was pasted.
+    field = chat.locator('#key-panel input[name="key"]')
+    assert field.get_attribute("type") == "password"
+    chat.click("[data-toggle-key]")
+    assert field.get_attribute("type") == "text"
+    chat.click('#key-panel button[type="submit"]')
+    expect(chat.locator(".key-error")).to_contain_text("not valid")
+    url_before = chat.url
+    unlock(chat, chat_app.limited_key)
+    expect(chat.locator("#key-panel .balance")).to_have_text("$20.00")
+    # Locked for this key, with the reason, but visible.
+    option = chat.locator('#model-select option[value="gpt-4o"]')
+    expect(option).to_contain_text("not allowed for this key")
+    assert option.get_attribute("disabled") is not None
+    unlock_page_html = chat.content()
+    assert chat_app.limited_key not in unlock_page_html  # never written back into the page
+    chat.click("#key-panel button:has-text('Forget key')")
+    expect(chat.locator('#key-panel input[name="key"]')).to_be_visible()
+    unlock(chat, chat_app.key)
+    expect(chat.locator("#key-panel .balance")).to_be_visible()
+    assert chat.locator('#model-select option[value="gpt-4o"]').get_attribute("disabled") is None
+    assert chat.url == url_before  # no page load
+    expect(chat.locator(".tier-note")).to_have_count(0)
+    chat.select_option("#model-select", "gpt-4o")
+    chat_app.upstream.replies.append("Paid reply.")
+    send(chat, "Use the big model")
+    expect(last_reply(chat)).to_contain_text("Paid reply.")
+    expect(last_reply(chat).locator(".msg-meta .model")).to_have_text("gpt-4o")
+    cookies = {c["name"]: c for c in chat.context.cookies()}
+    assert cookies["session"]["httpOnly"] and chat_app.key not in cookies["session"]["value"]
+
+
+def test_stop_keeps_the_partial_reply_and_bills_only_it(chat_app, chat: Page):
+    unlock(chat, chat_app.key)
+    expect(chat.locator("#key-panel .balance")).to_be_visible()
+    chat_app.upstream.delay = 0.05
+    chat_app.upstream.replies.append(LONG_REPLY)
+    cancelled = chat_app.upstream.cancelled
+    send(chat, "Count slowly")
+    reply = last_reply(chat)
+    expect(reply).to_contain_text("word5")
+    reply.locator("button.stop").click()
+    expect(reply.locator(".badge")).to_have_text("stopped")
+    text = reply.locator(".msg-body").inner_text()
+    assert "word5" in text and "word399" not in text
+    row = Message.select().order_by(Message.id.desc()).first()
+    assert row.status == "stopped" and row.content.startswith("word0") and row.completion_tokens < 400
+    deadline = time.monotonic() + 5
+    while chat_app.upstream.cancelled == cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert chat_app.upstream.cancelled == cancelled + 1  # the upstream request was cut
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        log = RequestLog.select().where(RequestLog.model == "gpt-4o-mini").order_by(RequestLog.id.desc()).first()
+        if log is not None and log.completion_tokens == row.completion_tokens:
+            break
+        time.sleep(0.05)
+    assert 0 < log.completion_tokens < 400 and log.quota == row.cost_quota > 0
+
+
+def test_regenerate_edit_and_switch_conversations(chat_app, chat: Page):
+    chat_app.upstream.replies.extend(["First answer.", "Second answer.", "Answer to the edit.", "Other chat."])
+    send(chat, "Question A")
+    expect(last_reply(chat)).to_contain_text("First answer.")
+    first_url = chat.url
+    last_reply(chat).locator("button:has-text('Regenerate')").click()
+    expect(last_reply(chat)).to_contain_text("Second answer.")
+    expect(chat.locator("article.msg-assistant")).to_have_count(1)
+    chat.locator("article.msg-user button:has-text('Edit')").click()
+    chat.fill("article.editing textarea", "Question A, edited")
+    chat.click("article.editing button[type=submit]")
+    expect(last_reply(chat)).to_contain_text("Answer to the edit.")
+    expect(chat.locator("article.msg-user")).to_have_text(re.compile("Question A, edited"))
+    expect(chat.locator("article.msg-assistant")).to_have_count(1)
+    # A second conversation, then back to the first through the sidebar.
+    chat.click("a.new-chat")
+    send(chat, "Question B")
+    expect(last_reply(chat)).to_contain_text("Other chat.")
+    expect(chat.locator("#conv-list li")).to_have_count(2)
+    chat.locator("#conv-list a", has_text="Question A").click()
+    expect(chat.locator("article.msg-user")).to_contain_text("Question A, edited")
+    expect(chat.locator("#chat-title")).to_have_text("Question A")
+    assert chat.url == first_url
+    # Search finds a conversation by its messages' text.
+    chat.fill(".conv-search", "other chat")
+    expect(chat.locator("#conv-list li")).to_have_count(1)
+    expect(chat.locator("#conv-list li")).to_contain_text("Question B")
+    # Delete one message.
+    last_reply(chat).locator("button:has-text('Delete')").click()
+    expect(chat.locator("article.msg-assistant")).to_have_count(0)
+
+
+def test_reply_with_script_is_shown_as_text(chat_app, chat: Page):
+    chat_app.upstream.replies.append(
+        'Look: <script>window.pwned = 1</script> <img src=x onerror="window.pwned=2"> '
+        '[click](javascript:window.pwned=3)\n\n```html\n<script>window.pwned = 4</script>\n```')
+    send(chat, "<b>not bold</b> <script>window.pwned = 5</script>")
+    reply = last_reply(chat)
+    expect(reply).to_contain_text("<script>window.pwned = 1</script>")
+    expect(reply.locator("pre code")).to_contain_text("<script>window.pwned = 4</script>")
+    expect(chat.locator("article.msg-user")).to_contain_text("<b>not bold</b>")
+    assert chat.evaluate("() => window.pwned") is None
+    assert reply.locator("script, img[onerror]").count() == 0
+    assert reply.locator('a[href^="javascript"]').count() == 0
+    title = Conversation.select().order_by(Conversation.id.desc()).first()
+    assert title.title.startswith("<b>not bold</b>")
+    expect(chat.locator("#chat-title")).to_contain_text("<b>not bold</b>")
+
+
+def test_export_and_import(chat_app, chat: Page, browser, tmp_path):
+    chat_app.upstream.replies.append("Exported reply.")
+    send(chat, "Keep this one")
+    expect(last_reply(chat)).to_contain_text("Exported reply.")
+    with chat.expect_download() as download:
+        chat.click("a:has-text('Export all')")
+    path = tmp_path / "export.json"
+    download.value.save_as(path)
+    document = json.loads(path.read_text())
+    assert document["format"] == "permachat.conversations"
+    assert [m["content"] for m in document["conversations"][0]["messages"]] == ["Keep this one", "Exported reply."]
+    # A different visitor imports it and sees the conversation.
+    other = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    try:
+        page = other.new_page()
+        page.goto(chat_app.url + "/")
+        expect(page.locator("#conv-list")).to_contain_text("No conversations yet")
+        page.set_input_files('.import-form input[type="file"]', str(path))
+        expect(page.locator("#import-notice")).to_contain_text("Imported 1 conversation")
+        page.locator("#conv-list a", has_text="Keep this one").click()
+        expect(page.locator("article.msg-assistant")).to_contain_text("Exported reply.")
+        page.set_input_files('.import-form input[type="file"]',
+                             files=[{"name": "bad.json", "mimeType": "application/json", "buffer": b"{nope"}])
+        expect(page.locator("#import-notice")).to_contain_text("not JSON")
+    finally:
+        other.close()
+
+
+def test_phone_and_chinese(chat_app, browser):
+    context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.goto(chat_app.url + "/")
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        expect(page.locator(".send")).to_have_text("发送")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "chat-phone-zh.png"))
+        page.click(".sidebar-toggle")
+        page.wait_for_function("() => getComputedStyle(document.getElementById('sidebar')).transform === 'none'")
+        page.screenshot(path=str(ARTIFACTS / "chat-phone-zh-sidebar.png"))
+        page.click(".sidebar-backdrop", position={"x": 370, "y": 400})
+        chat_app.upstream.replies.append("你好！这是一个**测试**。\n\n$$E = mc^2$$\n\n```python\nprint('hi')\n```")
+        send(page, "你好")
+        expect(last_reply(page).locator("strong")).to_have_text("测试")
+        expect(last_reply(page).locator("math")).to_have_count(1)
+        expect(last_reply(page).locator("button:has-text('重新生成')")).to_be_visible()
+        box = page.locator(".composer").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 391
+        page.screenshot(path=str(ARTIFACTS / "chat-phone-zh-reply.png"))
+        # Switch to English without losing the page.
+        page.click(".lang-switch button")
+        expect(page.locator(".send")).to_have_text("Send")
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=str(ARTIFACTS / "chat-phone-en.png"))
+    finally:
+        context.close()
