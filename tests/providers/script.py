@@ -98,6 +98,7 @@ class Switches:
     chunk_delay: float = 0.0  # seconds between streamed events
     break_after: int | None = None  # cut a stream after this many events
     break_with_error: bool = False  # at the cut, send the provider's in-stream error event instead
+    defer: bool = False  # answer later even when asked to wait (Replicate's Prefer: wait running out)
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def failing(self) -> int | None:
@@ -109,7 +110,7 @@ class Switches:
 
     def reset(self) -> None:
         self.fail_status, self.fail_times, self.retry_after = None, -1, 1
-        self.chunk_delay, self.break_after, self.break_with_error = 0.0, None, False
+        self.chunk_delay, self.break_after, self.break_with_error, self.defer = 0.0, None, False, False
         self.requests.clear()
 
     async def pace(self, sent: int) -> bool:

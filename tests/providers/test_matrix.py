@@ -88,6 +88,27 @@ def test_image_as_data_url(client, provider):
     assert r.choices[0].message.content == f"I see a image/png image of {len(PNG)} bytes."
 
 
+@pytest.mark.parametrize(("provider", "seen"), [("anthropic", "a url image of 0 bytes"),
+                                              ("gemini", "a image/png image of 0 bytes"),
+                                              ("replicate", "a url image of 0 bytes")])
+def test_image_as_a_link(client, provider, seen):
+    r = client.chat.completions.create(model=f"{provider}-chat", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}}]}])
+    assert r.choices[0].message.content == f"I see {seen}."
+
+
+def test_bedrock_refuses_image_links_clearly(client):
+    with pytest.raises(openai.BadRequestError, match="data URLs"):
+        client.chat.completions.create(model="bedrock-chat", messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://x.test/cat.png"}}]}])
+
+
+def test_replicate_polls_a_prediction_that_is_not_done_in_time(client, upstreams):
+    upstreams["replicate"].switches.defer = True
+    r = client.chat.completions.create(model="replicate-chat", messages=[{"role": "user", "content": "slow"}])
+    assert r.choices[0].message.content == "You said: slow. Turn 1."
+
+
 @pytest.mark.parametrize("provider", TOOLED)
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_tool_call_then_tool_result(client, provider, stream):

@@ -120,7 +120,7 @@ def create_app(switches: Switches | None = None) -> Starlette:
         model = f"{path['owner']}/{path['name']}" if "owner" in path else body.get("version", "")
         p = Prediction(id=uuid.uuid4().hex[:26], model=model, input=inp, reply=reply)
         predictions[p.id] = p
-        if request.headers.get("prefer", "").startswith("wait") and not body.get("stream"):
+        if request.headers.get("prefer", "").startswith("wait") and not body.get("stream") and not switches.defer:
             finish(p)
         base = str(request.base_url).rstrip("/")
         return JSONResponse(view(p, base), status_code=201)
