@@ -6,7 +6,7 @@ Starts, each in its own process on 127.0.0.1: the test upstream
 (``tests/upstreams/openai_upstream.py``), the whole permachat deployment (SQLite in
 a temp dir, one worker) and a floor proxy (Starlette + httpx with the same
 aiohttp transport; no auth, billing or logs). Loads each (and the upstream
-directly) with 1 and 32 concurrent clients, streaming and not, and prints
+directly, and the floor again on httpx's own httpcore pool: "floor-hc") with 1 and 32 concurrent clients, streaming and not, and prints
 requests per second, p50/p99 latency, the gateway/floor ratio and the
 gateway's RSS (idle, and after the load).
 """
@@ -37,8 +37,8 @@ def serve(kind: str, port: int, upstream: str) -> None:
         from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
 
         app = create_upstream_app(UpstreamState(record=False))
-    elif kind == "floor":
-        app = floor_app(upstream)
+    elif kind in ("floor", "floor-httpcore"):
+        app = floor_app(upstream, aiohttp=kind == "floor")
     else:
         from gateway.settings import Settings
         from webapp.asgi import create_asgi_app
@@ -47,10 +47,14 @@ def serve(kind: str, port: int, upstream: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def floor_app(upstream: str):
-    """The least a relay on this stack can do: forward the body, stream the answer back."""
+def floor_app(upstream: str, *, aiohttp: bool = True):
+    """The least a relay on this stack can do: forward the body, stream the answer back.
+
+    ``aiohttp=False`` uses httpx's own (httpcore) pool, to compare the transports.
+    """
     import contextlib
 
+    import httpx
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response, StreamingResponse
@@ -59,7 +63,8 @@ def floor_app(upstream: str):
     from gateway.settings import Settings
     from webapp.asgi import _http_client
 
-    http = _http_client(Settings.from_env())
+    http = _http_client(Settings.from_env()) if aiohttp else httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), timeout=60)
 
     async def chat(request: Request) -> Response:
         body = await request.body()
@@ -188,7 +193,8 @@ def main() -> None:
             env["PERMACHAT_LOG_LEVEL"] = "warning"
             gw_proc, gateway = start("gateway", env)
             floor_proc, floor = start("floor", env, upstream)
-            procs += [gw_proc, floor_proc]
+            core_proc, floor_core = start("floor-httpcore", env, upstream)
+            procs += [gw_proc, floor_proc, core_proc]
             time.sleep(1)
             idle = rss_mb(gw_proc.pid)
             asyncio.run(load(gateway, key, 4, False, 1.0))  # warm-up
@@ -197,7 +203,8 @@ def main() -> None:
             for stream in (False, True):
                 for clients in (1, 32):
                     results = {}
-                    for name, url in (("upstream", upstream), ("floor", floor), ("gateway", gateway)):
+                    targets = (("upstream", upstream), ("floor", floor), ("floor-hc", floor_core), ("gateway", gateway))
+                    for name, url in targets:
                         results[name] = asyncio.run(load(url, key, clients, stream, args.seconds))
                         rps, p50, p99, errors = results[name]
                         mode = "stream" if stream else "json"

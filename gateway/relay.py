@@ -154,6 +154,7 @@ class Relay:
                 last = failure
                 self.note_failure(channel, call.model, failure)
                 if failure.kind is FailureKind.CLIENT:
+                    call.reached_upstream = False  # refused, not served: providers do not bill it either
                     raise failure.to_gateway_error() from None
         call.reached_upstream = False  # no channel produced anything billable
         if last is None:

@@ -81,8 +81,11 @@ def test_request_errors_are_not_retried_nor_billed(make_upstream, make_account, 
         _client(server, acct).chat.completions.create(model="gpt-4o-mini", messages=MSGS, temperature=9)
     assert err.value.body["param"] == "temperature" and "temperature" in err.value.message
     assert not two.state.requests
-    row = wait_logs(1)[0]
-    assert row.status_code == 400 and row.quota == 0
+    one.state.failures.append(400)
+    with pytest.raises(openai.BadRequestError):
+        _client(server, acct).chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True)
+    rows = wait_logs(2)
+    assert [r.status_code for r in rows] == [400, 400] and [r.quota for r in rows] == [0, 0]
     assert acct.refresh().user.quota == before
 
 
