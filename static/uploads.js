@@ -144,6 +144,38 @@
     }
   });
 
+  // The chat composer's link button: store the chosen file, then insert its permanent link in the message.
+  document.addEventListener("change", function (event) {
+    const input = event.target.closest ? event.target.closest("[data-arweave-attach]") : null;
+    if (!input || !input.files.length) return;
+    const file = input.files[0];
+    const notice = document.getElementById("composer-notice");
+    const box = document.getElementById("composer-input");
+    const tell = function (text, isError) {
+      if (!notice) return;
+      notice.textContent = text;
+      notice.className = isError ? "error" : "muted";
+    };
+    tell("Storing " + file.name + " on Arweave… 0%");
+    permachatUpload(file, function (fraction) {
+      tell("Storing " + file.name + " on Arweave… " + Math.round(fraction * 100) + "%");
+    }).then(function (body) {
+      const link = "[" + file.name.replace(/[\[\]]/g, "") + "](" + body.url + ")";
+      if (box) {
+        const at = box.selectionStart != null ? box.selectionStart : box.value.length;
+        const before = box.value.slice(0, at), after = box.value.slice(at);
+        box.value = before + (before && !/\s$/.test(before) ? " " : "") + link + after;
+        box.dispatchEvent(new Event("input", { bubbles: true }));
+        box.focus();
+      }
+      tell("Stored on Arweave for " + body.cost_usd + ".");
+    }).catch(function (err) {
+      tell(err.message, true);
+    }).finally(function () {
+      input.value = "";
+    });
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     const root = document.getElementById("uploader");
     if (root) setUp(root);

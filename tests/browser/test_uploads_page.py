@@ -86,3 +86,23 @@ def test_visitors_without_a_key_are_told_to_paste_one(arweave_server, page):
     assert page.locator("#uploader").count() == 0
     ticket = page.request.get(arweave_server.url + "/uploads/ticket")
     assert ticket.status == 401
+
+
+def test_chat_composer_attaches_a_file_to_arweave_and_inserts_its_link(arweave_server, arlocal, page, tmp_path):
+    customer = make_customer("chat@example.com", usd="5")
+    page.goto(arweave_server.url + "/")
+    assert page.locator("[data-arweave-attach]").count() == 0  # free visitors: no button
+    page.fill("#key-panel input[name=key]", customer.key)
+    page.click("#key-panel button[type=submit]")
+    page.wait_for_selector("#key-panel .balance")
+    page.reload()
+    page.fill("#composer-input", "Here is the report:")
+    sample = tmp_path / "report.txt"
+    sample.write_text("quarterly numbers")
+    page.set_input_files("[data-arweave-attach]", str(sample))
+    page.wait_for_function("() => document.getElementById('composer-input').value.includes('](')")
+    upload = Upload.get()
+    assert page.input_value("#composer-input") == f"Here is the report: [report.txt]({arlocal.url}/{upload.tx_id})"
+    assert arlocal.data(upload.tx_id) == b"quarterly numbers"
+    assert "Stored on Arweave" in page.inner_text("#composer-notice")
+    page.screenshot(path=str(ARTIFACTS / "chat-arweave-attach.png"))

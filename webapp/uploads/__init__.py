@@ -70,4 +70,9 @@ def ticket() -> Response:
 
 
 def init_app(app: Flask) -> None:
+    @app.context_processor
+    def _arweave() -> dict[str, Any]:
+        # A function, so only pages that show the chat composer's button pay for the lookup.
+        return {"arweave_attach_enabled": lambda: current_token_id() is not None}
+
     app.register_blueprint(bp)
