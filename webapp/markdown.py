@@ -149,9 +149,13 @@ def settled_end(text: str, start: int = 0) -> int:
     after_blank = False
     pos = start
     for line in text[start:].splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break  # the last line is still being written
         stripped = line.strip()
+        if not line.endswith("\n"):
+            # The last line is still being written; once it starts unindented after a
+            # blank line, it begins a new block all the same.
+            if fence is None and not in_math and after_blank and stripped and not line[0].isspace():
+                end = pos
+            break
         if fence is not None:
             if stripped.startswith(fence) and not stripped.strip(fence[0]):
                 fence = None

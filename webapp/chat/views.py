@@ -150,7 +150,7 @@ def _check_turn(acc: access_mod.Access, model: str, content: str, images: list, 
         return _("No channel serves the model %(model)s.", model=model)
     if not choice.allowed:
         return _("%(model)s is locked: %(reason)s", model=model, reason=choice.reason)
-    if images and choice.vision is False:
+    if images and choice.vision is not True:  # unknown counts as no: the upstream would only fail later
         return _("%(model)s cannot read images. Pick a vision model.", model=model)
     return None
 

@@ -1,0 +1,54 @@
+"""The free tier's settings and its daily budget, on a real database."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.models import Option, RequestLog, User
+from webapp.chat import free_tier
+
+
+def test_defaults_then_admin_values(database):
+    config = free_tier.read_config()
+    assert config == free_tier.DEFAULTS
+    new = free_tier.write_config({"free_models": "a, b", "free_rpm": "7", "daily_budget_usd": "$2.5"})
+    assert new.models == ["a", "b"] and new.rpm == 7 and new.daily_budget_usd == "2.5"
+    assert free_tier.read_config() == new
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"free_rpm": "many"}, "is not a whole number"),
+    ({"free_max_tokens": -1}, "must be between 0"),
+    ({"free_daily_budget_usd": "lots"}, "is not an amount of USD"),
+    ({"free_colour": "red"}, "unknown free tier settings"),
+])
+def test_bad_values_are_refused_with_the_reason(database, values, message):
+    with pytest.raises(free_tier.FreeTierError, match=message):
+        free_tier.write_config(values)
+    assert free_tier.read_config() == free_tier.DEFAULTS
+
+
+def test_daily_budget_is_set_once_a_day_and_follows_the_admin(database):
+    config = free_tier.write_config({"free_daily_budget_usd": "1"})
+    assert free_tier.refill_for_today(config) == 500_000
+    user = free_tier.system_user()
+    User.update(quota=100).where(User.id == user.id).execute()  # spent most of today's budget
+    assert free_tier.refill_for_today(config) == 100  # not refilled again the same day
+    free_tier.write_config({"free_daily_budget_usd": "2"})  # raised: today's balance moves by +1 USD
+    assert User.get_by_id(user.id).quota == 500_100
+    free_tier.write_config({"free_daily_budget_usd": "0"})  # lowered below what is left: nothing left
+    assert User.get_by_id(user.id).quota == 0
+    Option.write(free_tier.DAY_OPTION, "2000-01-01")  # a new day
+    assert free_tier.refill_for_today(free_tier.read_config()) == 0
+    assert RequestLog.select().where(RequestLog.user_id == user.id).count() >= 3  # every change is logged
+    assert free_tier.system_token_id() == free_tier.system_token_id()
+
+
+def test_rate_limiter_counts_each_key():
+    limiter = free_tier.RateLimiter(window=60)
+    assert limiter.hit(["v:1", "ip:x"], 2) is None
+    assert limiter.hit(["v:2", "ip:x"], 2) is None
+    wait = limiter.hit(["v:3", "ip:x"], 2)  # same IP, third request this minute
+    assert wait is not None and 0 < wait <= 60
+    limiter.reset()
+    assert limiter.hit(["v:3", "ip:x"], 2) is None
