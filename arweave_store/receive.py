@@ -15,7 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import unquote
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -124,53 +124,63 @@ async def receive_upload(request: Request, *, max_bytes: int, directory: Path) -
     return received
 
 
+class _FilePart:
+    """python-multipart callbacks that write the first part named ``file`` (with a file name) to the sink."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self.sink = sink
+        self.field = b""
+        self.value = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.writing = False
+        self.done = False
+        self.content_type = ""
+        self.file_name = ""
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"on_part_begin": self.on_part_begin, "on_header_field": self.on_header_field,
+                "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+                "on_headers_finished": self.on_headers_finished, "on_part_data": self.on_part_data,
+                "on_part_end": self.on_part_end}
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.field.lower()] = self.value
+        self.field = self.value = b""
+
+    def on_headers_finished(self) -> None:
+        _, disposition = parse_options_header(self.headers.get(b"content-disposition", b""))
+        if disposition.get(b"name") == b"file" and b"filename" in disposition and not self.done:
+            self.writing = True
+            self.file_name = disposition[b"filename"].decode("utf-8", "replace")
+            self.content_type = self.headers.get(b"content-type", b"").decode("latin-1")
+            self.sink.open()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.writing:
+            self.sink.write(data[start:end])
+
+    def on_part_end(self) -> None:
+        if self.writing:
+            self.writing = False
+            self.done = True
+
+
 async def _receive_multipart(request: Request, content_type: str, sink: _Sink, max_bytes: int) -> tuple[str, str]:
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary:
         raise BadRequest("The multipart body has no boundary.")
-    state: dict[str, object] = {"field": b"", "value": b"", "headers": {}, "writing": False, "done": False,
-                                "type": "", "name": ""}
-
-    def on_part_begin() -> None:
-        state["headers"] = {}
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field"] = state["field"] + data[start:end]  # type: ignore[operator]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] = state["value"] + data[start:end]  # type: ignore[operator]
-
-    def on_header_end() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        headers[bytes(state["field"]).lower()] = bytes(state["value"])  # type: ignore[arg-type]
-        state["field"] = state["value"] = b""
-
-    def on_headers_finished() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
-        if disposition.get(b"name") == b"file" and not state["done"] and b"filename" in disposition:
-            state["writing"] = True
-            state["name"] = disposition[b"filename"].decode("utf-8", "replace")
-            state["type"] = headers.get(b"content-type", b"").decode("latin-1")
-            sink.open()
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["writing"]:
-            sink.write(data[start:end])
-
-    def on_part_end() -> None:
-        if state["writing"]:
-            state["writing"] = False
-            state["done"] = True
-
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
+    part = _FilePart(sink)
+    parser = MultipartParser(boundary, part.callbacks())  # type: ignore[arg-type]
     total = 0
     async for data in request.stream():
         total += len(data)
@@ -183,6 +193,6 @@ async def _receive_multipart(request: Request, content_type: str, sink: _Sink, m
         except Exception as exc:  # python-multipart's parse errors
             raise BadRequest(f"The multipart body could not be read: {exc}") from None
     parser.finalize()
-    if not state["done"]:
+    if not part.done:
         raise BadRequest("The multipart body has no complete 'file' field with a file in it.", param="file")
-    return str(state["type"]), str(state["name"])
+    return part.content_type, part.file_name

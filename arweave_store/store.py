@@ -51,7 +51,9 @@ from gateway.settings import Settings
 
 log = logging.getLogger("permachat.arweave")
 
-MAX_ATTEMPTS = 20  # posts of one transaction before it counts as never going to succeed
+# Transient failures (gateway down, 5xx, timeouts) are retried this long; a refusal (4xx) is final,
+# and that is how an expired anchor shows itself, so a dead transaction fails well before this.
+GIVE_UP_AFTER = dt.timedelta(days=1)
 STALE_AFTER = dt.timedelta(minutes=10)  # a "received" row this old has lost its request
 TX_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
@@ -183,8 +185,8 @@ class UploadStore:
             except ArweaveError as exc:
                 log.warning("posting %s failed: %s", tx_id, exc)
                 reason, permanent = str(exc), exc.permanent
-                attempts = await run_sync(lambda: _note_attempt(tx_id, reason))
-                if permanent or attempts >= MAX_ATTEMPTS:
+                row = await run_sync(lambda: _note_attempt(tx_id, reason))
+                if permanent or utcnow() - row.created_at > GIVE_UP_AFTER:
                     await run_sync(lambda: self._fail_received(tx_id, hold, reason))
                 return await run_sync(lambda: Upload.get(Upload.tx_id == tx_id))
             await run_sync(lambda: self._settle(tx_id, hold))
@@ -277,8 +279,8 @@ class UploadStore:
             await self._post(tx, None)
         except ArweaveError as exc:
             reason, permanent = str(exc), exc.permanent
-            attempts = await run_sync(lambda: _note_attempt(row.tx_id, reason))
-            if permanent or attempts >= MAX_ATTEMPTS:
+            await run_sync(lambda: _note_attempt(row.tx_id, reason))
+            if permanent or utcnow() - row.created_at > GIVE_UP_AFTER:
                 await run_sync(lambda: self._fail_posted(row, reason))
             return
         await run_sync(lambda: _note_attempt(row.tx_id, ""))
@@ -315,9 +317,9 @@ class UploadStore:
                 "created_at": row.created_at.replace(tzinfo=dt.UTC).isoformat()}
 
 
-def _note_attempt(tx_id: str, error: str) -> int:
+def _note_attempt(tx_id: str, error: str) -> Upload:
     Upload.update(attempts=Upload.attempts + 1, last_error=error[:2000]).where(Upload.tx_id == tx_id).execute()
-    return Upload.get(Upload.tx_id == tx_id).attempts
+    return Upload.get(Upload.tx_id == tx_id)
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -128,7 +128,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+# Module scope: sync Playwright keeps an event loop running in the main thread while it is open,
+# which makes asyncio.run() fail in any later test; closing it after each module avoids that.
+@pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium driven by Playwright (Playwright's own browsers cannot be downloaded here)."""
     from playwright.sync_api import sync_playwright

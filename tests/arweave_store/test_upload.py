@@ -243,3 +243,66 @@ def test_without_a_wallet_uploads_say_so(settings, database, customer):
         assert quota_of(customer)[0] == 2_500_000
     finally:
         server.stop()
+
+
+class FlakyGateway:
+    """A real HTTP hop in front of arlocal that can refuse POST /tx with 503 (a gateway having a bad day)."""
+
+    def __init__(self, upstream: str) -> None:
+        from starlette.applications import Starlette
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        self.down = False
+
+        async def forward(request):
+            if self.down and request.method == "POST":
+                return Response("gateway overloaded", status_code=503)
+            async with httpx.AsyncClient(base_url=upstream, trust_env=False) as client:
+                answer = await client.request(request.method, request.url.path, content=await request.body(),
+                                              headers={"content-type": request.headers.get("content-type", "")})
+            return Response(answer.content, status_code=answer.status_code,
+                            media_type=answer.headers.get("content-type"))
+
+        app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+        from tests.conftest import LiveServer
+
+        self.server = LiveServer(app).start()
+        self.url = self.server.url
+
+
+def test_an_upload_the_gateway_could_not_take_is_posted_after_a_restart(arweave_settings, database, arlocal,
+                                                                        customer):
+    from dataclasses import replace
+
+    flaky = FlakyGateway(arlocal.url)
+    flaky.down = True
+    settings = replace(arweave_settings, arweave_gateway=flaky.url)
+    first = start_server(replace(settings, arweave_poll_seconds=3600))
+    first.server.config.app.state.arweave.client.backoff = 0.01  # keep the in-request retries short
+    data = os.urandom(1000)
+    try:
+        response = httpx.post(f"{first.url}/arweave/upload", headers=auth(customer),
+                              files={"file": ("later.bin", data, "application/octet-stream")})
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "received"
+        assert httpx.get(response.json()["local_url"]).content == data  # the link works already
+    finally:
+        first.stop()
+    tx_id = response.json()["id"]
+    reserved = Upload.get(Upload.tx_id == tx_id).reserved_quota
+    assert quota_of(customer)[0] == 2_500_000 - reserved  # held, not yet charged
+    assert not RequestLog.select().where(RequestLog.kind == "upload").exists()
+
+    flaky.down = False
+    second = start_server(settings)
+    try:
+        wait_for(lambda: Upload.get(Upload.tx_id == tx_id).status == "posted", what="the re-post")
+        assert RequestLog.select().where(RequestLog.kind == "upload").count() == 1
+        arlocal.mine(2)
+        wait_for(lambda: Upload.get(Upload.tx_id == tx_id).status == "confirmed", what="confirmation")
+        assert arlocal.data(tx_id) == data
+        assert quota_of(customer)[0] == 2_500_000 - reserved
+    finally:
+        second.stop()
+        flaky.server.stop()
