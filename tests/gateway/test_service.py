@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import httpx
 import pytest
@@ -53,7 +54,9 @@ def test_chat_stream_early_exit_and_catalog(settings, upstream, make_account, pr
             finally:
                 await gw.stop()
 
-    costs = asyncio.run(main())
+    # A fresh thread: a session-wide Playwright browser may own this thread's event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        costs = pool.submit(asyncio.run, main()).result()
     wait_for(lambda: upstream.state.cancelled == 1)
     rows = list(RequestLog.select().where(RequestLog.kind == "relay").order_by(RequestLog.id))
     assert [r.quota for r in rows] == list(costs)  # stop() wrote every row
