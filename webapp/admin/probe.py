@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -61,7 +62,10 @@ def _probe(channel: Channel, model: str | None) -> ProbeResult:
 
     started = time.monotonic()
     try:
-        asyncio.run(probe())
+        # A thread of its own: the caller's thread may already run an event loop (a test's,
+        # or a server that calls this from async code), and asyncio.run() refuses to nest.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(lambda: asyncio.run(probe())).result()
         error = ""
     except UpstreamFailure as exc:
         error = f"{exc.status or 'network'}: {exc.message}"

@@ -157,3 +157,17 @@ def test_free_tier_form_writes_the_chats_settings(root):
     bad = root.post("/admin/free-tier", data={"free_rpm": "many"})
     assert bad.status_code == 400 and "not a whole number" in text_of(bad.data)
     assert AuditLog.select().where(AuditLog.action == "free_tier.update").count() == 1
+
+
+def test_channel_probe_works_from_inside_an_event_loop(database, upstream):
+    import asyncio
+
+    from webapp.admin.probe import probe_channel
+
+    channel = add_channel(type="openai", name="loop", base_url=upstream.url + "/v1", keys=["k"], models="gpt-4o")
+
+    async def caller():
+        return probe_channel(channel)
+
+    result = asyncio.run(caller())
+    assert result.ok and result.model == "gpt-4o" and result.error == ""
