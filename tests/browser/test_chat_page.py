@@ -140,6 +140,9 @@ def test_paste_a_key_unlocks_models_and_forget_locks_them(chat_app, chat: Page):
     send(chat, "Use the big model")
     expect(last_reply(chat)).to_contain_text("Paid reply.")
     expect(last_reply(chat).locator(".msg-meta .model")).to_have_text("gpt-4o")
+    chat.click(".settings summary")
+    ARTIFACTS.mkdir(exist_ok=True)
+    chat.screenshot(path=str(ARTIFACTS / "chat-desktop-en-unlocked.png"))
     cookies = {c["name"]: c for c in chat.context.cookies()}
     assert cookies["session"]["httpOnly"] and chat_app.key not in cookies["session"]["value"]
 
@@ -273,7 +276,10 @@ def test_phone_and_chinese(chat_app, browser):
         # Switch to English without losing the page.
         page.click(".lang-switch button")
         expect(page.locator(".send")).to_have_text("Send")
-        page.set_viewport_size({"width": 390, "height": 844})
         page.screenshot(path=str(ARTIFACTS / "chat-phone-en.png"))
+        page.click(".lang-switch button")
+        page.set_viewport_size({"width": 1280, "height": 800})
+        expect(page.locator(".send")).to_have_text("发送")
+        page.screenshot(path=str(ARTIFACTS / "chat-desktop-zh.png"))
     finally:
         context.close()

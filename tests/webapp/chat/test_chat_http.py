@@ -217,3 +217,46 @@ def test_empty_and_locked_sends_say_why(chat_app, client):
     finally:
         free_tier.write_config({"free_max_context": 2000})
     assert Conversation.select().where(Conversation.title == "locked hi").count() == 0
+
+
+def test_reconnect_watches_the_running_generation_and_never_starts_another(chat_app, client):
+    chat_app.upstream.delay = 0.03
+    chat_app.upstream.replies.append(" ".join(f"w{i}" for i in range(60)))
+    try:
+        started = chat_app.upstream.started
+        sent = client.post("/chat/send", data={"content": "long one", "model": "gpt-4o-mini"})
+        url = stream_url(sent.text)
+        with client.stream("GET", url) as first:
+            for line in first.iter_lines():
+                if line.startswith("event: tail"):
+                    break  # the page goes away mid-reply
+        again = read_stream(client, url)  # what the SSE extension does on reconnect
+        names = [n for n, _ in again]
+        assert names[0] == "snapshot" and names[-2:] == ["final", "done"]
+        assert "w59" in again[-2][1]
+        assert chat_app.upstream.started == started + 1
+    finally:
+        chat_app.upstream.delay = 0.0
+
+
+def test_stop_asked_through_the_database_reaches_the_generation(chat_app, client):
+    # What a Stop handled by another worker looks like: only the row says "stopping".
+    from webapp.chat import conversations
+
+    chat_app.upstream.delay = 0.05
+    chat_app.upstream.replies.append(" ".join(f"w{i}" for i in range(200)))
+    try:
+        sent = client.post("/chat/send", data={"content": "stop me elsewhere", "model": "gpt-4o-mini"})
+        reply_id = int(re.findall(r'id="msg-(\d+)"', sent.text)[-1])
+        events = []
+        with client.stream("GET", stream_url(sent.text)) as resp:
+            for line in resp.iter_lines():
+                if line.startswith("event:"):
+                    events.append(line[6:].strip())
+                    if events.count("tail") == 3:
+                        assert conversations.request_stop(Message.get_by_id(reply_id))
+        row = Message.get_by_id(reply_id)
+        assert row.status == "stopped" and 0 < len(row.content.split()) < 200
+        assert events[-2:] == ["final", "done"]
+    finally:
+        chat_app.upstream.delay = 0.0
