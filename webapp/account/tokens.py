@@ -14,6 +14,7 @@ from gateway.console_ops import delete_token, owned_token, set_token_status, upd
 from gateway.models import Token, User
 from gateway.money import format_usd
 from webapp.account import bp
+from webapp.account.gateway_sync import forget_keys
 from webapp.account.respond import account, render
 
 
@@ -90,4 +91,5 @@ def token_update(token_id: int) -> Response:
             raise AccountError(f"unknown action {action!r}")
     except AccountError as exc:
         return _page(user, error=str(exc), status=400 if str(exc) != "no such key" else 404)
+    forget_keys(key_hash=row.key_hash)
     return _page(user, notice=notice)

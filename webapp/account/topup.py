@@ -13,6 +13,7 @@ from gateway.console_ops import RedeemError, redeem_code, topup_info
 from gateway.models import RequestLog, User
 from gateway.money import format_usd
 from webapp.account import bp
+from webapp.account.gateway_sync import forget_keys
 from webapp.account.limits import redeem_failures
 from webapp.account.respond import account, client_ip, render
 
@@ -64,5 +65,6 @@ def topup_redeem() -> Response:
         redeem_failures.fail(limit_key)
         message = REASONS[exc.reason]() if request.form.get("code", "").strip() else _("Enter a code.")
         return _page(user, error=message, status=409 if exc.reason in ("redeemed", "expired", "disabled") else 400)
+    forget_keys(user_id=user.id)  # a key refused for an empty balance works at once
     user = account()
     return _page(user, notice=_("%(amount)s added to your balance.", amount=format_usd(units)), credited=units)

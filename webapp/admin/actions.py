@@ -22,8 +22,9 @@ from gateway.console_ops import (
     set_user_status,
     update_channel,
 )
-from gateway.models import AuditLog, Channel, ModelPrice, RedemptionCode, User
-from gateway.money import format_usd
+from gateway.models import AuditLog, Channel, ModelPrice, Option, RedemptionCode, User
+from gateway.money import MoneyError, format_usd, parse_usd
+from gateway.prices import DEFAULT_PRICE_OPTION
 
 
 def _lines(value: Any) -> list[str]:
@@ -154,6 +155,30 @@ def price_save(values: Mapping[str, Any], actor_id: int) -> ModelPrice:
 
 def price_remove(model: str, actor_id: int) -> None:
     delete_price(model, actor_id=actor_id)
+
+
+def default_price_view() -> dict[str, str] | None:
+    """The admin's default price (USD per million tokens) for models without their own; None: unset."""
+    value = Option.read(DEFAULT_PRICE_OPTION)
+    return value if isinstance(value, dict) else None
+
+
+def default_price_save(values: Mapping[str, Any], actor_id: int) -> dict[str, str] | None:
+    """Set the default price from ``input``/``output``/``per_call``, or clear it (``action=clear``)."""
+    if values.get("action") == "clear":
+        Option.write(DEFAULT_PRICE_OPTION, None)
+        audit(actor_id, "price.default", "*", {"cleared": True})
+        return None
+    price: dict[str, str] = {}
+    for field in ("input", "output", "per_call"):
+        raw = str(values.get(field) or "0").strip()
+        try:
+            price[field] = str(parse_usd(raw, allow_zero=True))
+        except MoneyError as exc:
+            raise AccountError(f"default price, {field.replace('_', ' ')}: {exc}") from None
+    Option.write(DEFAULT_PRICE_OPTION, price)
+    audit(actor_id, "price.default", "*", price)
+    return price
 
 
 def audit_json(a: AuditLog) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from gateway.accounts import CHANNEL_TYPES, AccountError
 from gateway.console_ops import code_rows, search_users, set_topup_info, topup_info
 from gateway.models import AuditLog, Channel, ModelPrice, RedemptionCode, User
 from gateway.money import format_usd, parse_usd, usd_to_units
+from webapp.account.gateway_sync import forget_keys, reload_channels
 from webapp.account.respond import render
 from webapp.admin import actions, bp
 from webapp.admin.probe import probe_channel
@@ -54,6 +55,7 @@ def channel_create() -> Response:
         channel = actions.channel_create(request.form, _actor())
     except AccountError as exc:
         return _channels_page(error=str(exc), status=400)
+    reload_channels()
     return _channels_page(notice=_("Channel %(name)s added.", name=channel.name), status=201)
 
 
@@ -70,6 +72,7 @@ def channel_change(channel_id: int) -> Response:
             return _channels_page(probe=result, probed=channel.id)
         if action == "delete":
             actions.channel_remove(channel, _actor())
+            reload_channels()
             return _channels_page(notice=_("Channel %(name)s deleted.", name=channel.name))
         if action in ("enable", "disable"):
             actions.channel_save(channel, {"status": action + "d"}, _actor())
@@ -79,6 +82,7 @@ def channel_change(channel_id: int) -> Response:
             raise AccountError(f"unknown action {action!r}")
     except AccountError as exc:
         return _channels_page(error=str(exc), status=400)
+    reload_channels()
     return _channels_page(notice=_("Channel %(name)s saved.", name=channel.name))
 
 
@@ -161,6 +165,7 @@ def user_change(user_id: int) -> Response:
         notice = actions.user_change(user, request.form, _actor())
     except AccountError as exc:
         return _users_page(error=str(exc), status=400)
+    forget_keys(user_id=user.id)
     return _users_page(notice=notice)
 
 
@@ -170,12 +175,13 @@ def _prices_page(*, error: str = "", notice: str = "", status: int = 200) -> Res
     rows = list(ModelPrice.select().order_by(ModelPrice.model))
     info = topup_info()
     free = actions.free_tier_view()
-    data = {"prices": [actions.price_json(p) for p in rows], "topup_text": info.text,
+    fallback = actions.default_price_view()
+    data = {"prices": [actions.price_json(p) for p in rows], "default_price": fallback, "topup_text": info.text,
             "cny_per_usd": str(info.cny_per_usd), "free_tier": free}
     if error:
         data = {"error": {"message": error}}
     return render("admin/prices.html", "admin/_prices.html", data, status=status, prices=rows, info=info,
-                  free=free, error=error, notice=notice)
+                  free=free, fallback=fallback, error=error, notice=notice)
 
 
 @bp.get("/prices.json")
@@ -197,7 +203,19 @@ def price_set() -> Response:
             notice = _("Price of %(model)s saved.", model=price.model)
     except AccountError as exc:
         return _prices_page(error=str(exc), status=400)
+    reload_channels()
     return _prices_page(notice=notice)
+
+
+@bp.post("/default-price")
+def default_price() -> Response:
+    """Set or clear the price of served models that have none of their own."""
+    try:
+        saved = actions.default_price_save(request.form, _actor())
+    except AccountError as exc:
+        return _prices_page(error=str(exc), status=400)
+    reload_channels()
+    return _prices_page(notice=_("Default price saved.") if saved else _("Default price removed."))
 
 
 @bp.post("/topup-options")

@@ -13,6 +13,7 @@ from gateway.errors import GatewayError, InsufficientQuotaError
 from gateway.keys import hash_secret
 from gateway.models import AuditLog, Channel, ModelPrice, User
 from gateway.money import format_usd, parse_usd, usd_to_units
+from webapp.account.gateway_sync import forget_keys, reload_channels
 from webapp.account.respond import client_ip, json_error
 from webapp.admin import actions
 from webapp.admin.probe import probe_channel
@@ -75,7 +76,9 @@ def channels() -> Response:
 
 @bp.post("/channels")
 def channel_create() -> Response:
-    return _created(actions.channel_json(actions.channel_create(body(), g.actor_id)))
+    channel = actions.channel_create(body(), g.actor_id)
+    reload_channels()
+    return _created(actions.channel_json(channel))
 
 
 def _channel(channel_id: int) -> Channel:
@@ -92,12 +95,15 @@ def channel_get(channel_id: int) -> Response:
 
 @bp.patch("/channels/<int:channel_id>")
 def channel_update(channel_id: int) -> Response:
-    return jsonify(actions.channel_json(actions.channel_save(_channel(channel_id), body(), g.actor_id)))
+    channel = actions.channel_save(_channel(channel_id), body(), g.actor_id)
+    reload_channels()
+    return jsonify(actions.channel_json(channel))
 
 
 @bp.delete("/channels/<int:channel_id>")
 def channel_delete(channel_id: int) -> Response:
     actions.channel_remove(_channel(channel_id), g.actor_id)
+    reload_channels()
     return jsonify({"deleted": channel_id})
 
 
@@ -158,6 +164,7 @@ def user_change(user_id: int) -> Response:
     """``{"action": "adjust", "usd": "-2", "reason": "..."}``, or disable/enable/make_admin/remove_admin."""
     user = _user(user_id)
     notice = actions.user_change(user, body(), g.actor_id)
+    forget_keys(user_id=user.id)
     return jsonify({"user": actions.user_json(User.get_by_id(user.id)), "message": notice})
 
 
@@ -171,13 +178,29 @@ def prices() -> Response:
 @bp.post("/prices")
 def price_set() -> Response:
     """``{"model": "...", "input": "0.15", "output": "0.6", "per_call": "0"}`` in USD per million tokens."""
-    return jsonify(actions.price_json(actions.price_save(body(), g.actor_id)))
+    price = actions.price_save(body(), g.actor_id)
+    reload_channels()
+    return jsonify(actions.price_json(price))
 
 
 @bp.delete("/prices/<path:model>")
 def price_delete(model: str) -> Response:
     actions.price_remove(model, g.actor_id)
+    reload_channels()
     return jsonify({"deleted": model})
+
+
+@bp.get("/options/default-price")
+def default_price() -> Response:
+    return jsonify({"default_price": actions.default_price_view()})
+
+
+@bp.put("/options/default-price")
+def default_price_set() -> Response:
+    """``{"input": "0.5", "output": "1.5", "per_call": "0"}``; ``{"action": "clear"}`` removes it."""
+    saved = actions.default_price_save(body(), g.actor_id)
+    reload_channels()
+    return jsonify({"default_price": saved})
 
 
 @bp.get("/options/topup")

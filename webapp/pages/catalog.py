@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.models import Channel, ModelPrice
+from gateway.models import Channel, ModelPrice, Option
 from gateway.money import format_usd
+from gateway.prices import DEFAULT_PRICE_OPTION, default_price
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class PricedModel:
     per_call: int | None
     free: bool
     providers: tuple[str, ...]  # channel types of the enabled channels serving it
+    default_price: bool = False  # priced by the admin's default, not a price of its own
 
     def as_json(self) -> dict[str, object]:
         def usd(units: int | None) -> str | None:
@@ -24,26 +26,30 @@ class PricedModel:
 
         return {"model": self.model, "input_usd_per_million": usd(self.input_per_million),
                 "output_usd_per_million": usd(self.output_per_million), "per_call_usd": usd(self.per_call),
-                "free": self.free, "providers": list(self.providers)}
+                "free": self.free, "providers": list(self.providers), "default_price": self.default_price}
 
 
 def price_list(is_free: Callable[[str], bool] = lambda model: False) -> list[PricedModel]:
-    """Every model an enabled channel serves or the admin priced, by name."""
+    """Every model an enabled channel serves, by name, with its own price or the admin's default."""
     prices = {p.model: p for p in ModelPrice.select()}
+    fallback = default_price(Option.read(DEFAULT_PRICE_OPTION))
     providers: dict[str, set[str]] = {}
     for channel in Channel.select(Channel.type, Channel.models).where(Channel.status == "enabled"):
         for model in channel.models or ():
             providers.setdefault(model, set()).add(channel.type)
     out = []
-    for model in sorted(set(prices) | set(providers)):
+    for model in sorted(providers):
         price = prices.get(model)
-        zero = price is not None and not (price.input_per_million or price.output_per_million or price.per_call)
+        rates = ((price.input_per_million, price.output_per_million, price.per_call) if price is not None
+                 else (fallback.input_per_million, fallback.output_per_million, fallback.per_call) if fallback
+                 else None)
         out.append(PricedModel(
             model=model,
-            input_per_million=price.input_per_million if price else None,
-            output_per_million=price.output_per_million if price else None,
-            per_call=price.per_call if price else None,
-            free=zero or is_free(model),
-            providers=tuple(sorted(providers.get(model, ()))),
+            input_per_million=rates[0] if rates else None,
+            output_per_million=rates[1] if rates else None,
+            per_call=rates[2] if rates else None,
+            free=(rates is not None and not any(rates)) or is_free(model),
+            providers=tuple(sorted(providers[model])),
+            default_price=price is None and fallback is not None,
         ))
     return out

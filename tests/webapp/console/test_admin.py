@@ -125,9 +125,21 @@ def test_prices_and_topup_text(root):
     assert "Price of gpt-4o saved." in text_of(r.data)
     price = ModelPrice.get(ModelPrice.model == "gpt-4o")
     assert (price.input_per_million, price.output_per_million) == (1_250_000, 5_000_000)
+    add_channel(type="openai", name="o", base_url="http://127.0.0.1:9/v1", keys=["k"], models="gpt-4o, o1")
     pricing = root.get("/pricing.json").get_json()["models"]
     assert pricing == [{"model": "gpt-4o", "input_usd_per_million": "$2.50", "output_usd_per_million": "$10.00",
-                        "per_call_usd": "$0.00", "free": False, "providers": []}]
+                        "per_call_usd": "$0.00", "free": False, "providers": ["openai"], "default_price": False},
+                       {"model": "o1", "input_usd_per_million": None, "output_usd_per_million": None,
+                        "per_call_usd": None, "free": False, "providers": ["openai"], "default_price": False}]
+    r = root.post("/admin/default-price", data={"input": "1", "output": "4"})
+    assert "Default price saved." in text_of(r.data)
+    o1 = root.get("/pricing.json").get_json()["models"][1]
+    assert (o1["input_usd_per_million"], o1["output_usd_per_million"], o1["default_price"]) == ("$1.00", "$4.00", True)
+    assert "(default price)" in text_of(root.get("/pricing").data)
+    bad = root.post("/admin/default-price", data={"input": "x"})
+    assert bad.status_code == 400 and "default price, input" in text_of(bad.data)
+    root.post("/admin/default-price", data={"action": "clear"})
+    assert root.get("/pricing.json").get_json()["models"][1]["input_usd_per_million"] is None
     bad = root.post("/admin/prices", data={"model": "x", "input": "abc", "output": "1"})
     assert bad.status_code == 400 and "is not an amount of USD" in text_of(bad.data)
     root.post("/admin/prices", data={"model": "gpt-4o", "action": "delete"})

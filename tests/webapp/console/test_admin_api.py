@@ -78,13 +78,17 @@ def test_users_prices_options_audit(api, user):
     assert [p["model"] for p in api.get("/api/prices").get_json()["prices"]] == ["m1"]
     assert api.delete("/api/prices/m1").get_json() == {"deleted": "m1"}
     assert api.delete("/api/prices/m1").status_code == 400
+    r = api.put("/api/options/default-price", json={"input": "0.5", "output": "1.5"})
+    assert r.get_json() == {"default_price": {"input": "0.5", "output": "1.5", "per_call": "0"}}
+    assert api.put("/api/options/default-price", json={"action": "clear"}).get_json() == {"default_price": None}
     r = api.put("/api/options/topup", json={"text": "Pay here", "cny_per_usd": 7.3})
     assert r.get_json() == {"text": "Pay here", "cny_per_usd": "7.3"}
     r = api.put("/api/options/free-tier", json={"free_models": "gpt-4o-mini,x", "free_max_tokens": 256})
     assert {f["key"]: f["value"] for f in r.get_json()["fields"]}["free_max_tokens"] == "256"
     assert api.post("/api/prices", data="not json", content_type="application/json").status_code == 400
     actions = [e["action"] for e in api.get("/api/audit").get_json()["entries"]]
-    assert actions == ["free_tier.update", "options.topup", "price.delete", "price.set", "user.status", "user.adjust"]
+    assert actions == ["free_tier.update", "options.topup", "price.default", "price.default", "price.delete",
+                       "price.set", "user.status", "user.adjust"]
 
 
 def test_api_over_a_socket_without_csrf(live_server, admin):

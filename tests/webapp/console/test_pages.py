@@ -8,14 +8,19 @@ from tests.webapp.console.conftest import text_of
 
 def test_pricing_lists_models_prices_and_providers(client, database):
     add_channel(type="openai", name="a", base_url="http://127.0.0.1:9/v1", keys=["k"], models="gpt-4o, gpt-4o-mini")
-    add_channel(type="azure", name="b", base_url="http://127.0.0.1:9", keys=["k"], models="gpt-4o")
+    add_channel(type="azure", name="b", base_url="http://127.0.0.1:9", keys=["k"], models="gpt-4o, cheap")
+    disabled = add_channel(type="groq", name="off", base_url="http://127.0.0.1:9", keys=["k"], models="gone")
+    disabled.status = "disabled"
+    disabled.save()
     set_price("gpt-4o", input_usd="2.5", output_usd="10")
     set_price("cheap", input_usd="0", output_usd="0")
+    set_price("unserved", input_usd="1", output_usd="1")
     models = {m["model"]: m for m in client.get("/pricing.json").get_json()["models"]}
     assert models["gpt-4o"]["providers"] == ["azure", "openai"]
     assert (models["gpt-4o"]["input_usd_per_million"], models["gpt-4o"]["output_usd_per_million"]) == ("$2.50", "$10.00")
     assert models["cheap"]["free"] is True and models["gpt-4o"]["free"] is False
     assert models["gpt-4o-mini"]["input_usd_per_million"] is None
+    assert "unserved" not in models and "gone" not in models  # not on offer without an enabled channel
     page = text_of(client.get("/pricing").data)
     assert "gpt-4o $2.50 $10.00" in page and "not on sale yet" in page
     zh = text_of(client.get("/pricing", headers={"Accept-Language": "zh-CN"}).data)

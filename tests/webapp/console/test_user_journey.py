@@ -34,6 +34,7 @@ def deployment(settings, database):
     set_price("gpt-4o-mini", input_usd="0.15", output_usd="0.6")  # the free tier's model by default
     set_price("gpt-4o", input_usd="150", output_usd="600")  # paid, and dear: one call costs whole cents
     server = LiveServer(create_asgi_app(settings)).start()
+    server.upstream_url = upstream.url
     yield server
     server.stop()
     upstream.stop()
@@ -102,3 +103,39 @@ def test_one_code_redeemed_by_many_sessions_at_once_credits_once(deployment):
     assert RequestLog.select().where(RequestLog.kind == "topup").count() == 1
     for web in users:
         web.close()
+
+
+def test_console_changes_reach_the_gateway_at_once(deployment):
+    """No waiting for caches: a disabled key stops now; a new channel serves now; a top-up pays now."""
+    from gateway.accounts import create_user
+
+    web = WebUser(deployment.url)
+    web.post("/register", {"email": "quick@example.com", "password": "password123", "password2": "password123"})
+    key = KEY.search(web.post("/token", {"name": "k"}).text).group(1)
+    client = openai.OpenAI(base_url=deployment.url + "/v1", api_key=key, max_retries=0)
+    ask = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
+    with pytest.raises(openai.RateLimitError):  # the gateway now caches this key with an empty balance
+        client.chat.completions.create(**ask)
+    [code] = create_codes("10")
+    web.post("/topup", {"code": code})
+    assert client.chat.completions.create(**ask).choices[0].message.content
+
+    token_id = web.get("/token.json").json()["tokens"][0]["id"]
+    web.post(f"/token/{token_id}", {"action": "disable"})
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        client.chat.completions.create(**ask)
+    assert denied.value.code == "key_disabled"
+
+    create_user("chief@example.com", "password123", admin=True)
+    admin = WebUser(deployment.url)
+    admin.post("/login", {"email": "chief@example.com", "password": "password123"})
+    upstream_base = deployment.upstream_url + "/v1"
+    r = admin.post("/admin/channels", {"type": "openai", "name": "second", "base_url": upstream_base,
+                                       "keys": "sk-up", "models": "gpt-4o-2"})
+    assert "Channel second added." in r.text
+    admin.post("/admin/prices", {"model": "gpt-4o-2", "input": "1", "output": "1"})
+    web.post(f"/token/{token_id}", {"action": "enable"})
+    reply = client.chat.completions.create(model="gpt-4o-2", messages=[{"role": "user", "content": "Hi"}])
+    assert reply.choices[0].message.content
+    web.close()
+    admin.close()
