@@ -123,3 +123,13 @@ def test_messages_without_v1_and_with_x_api_key_are_billed_and_logged(site):
     assert row is not None, "the request is logged"
     assert row.endpoint == "/messages" and row.model == "bedrock-chat" and row.quota > 0
     assert (row.prompt_tokens, row.completion_tokens) == (r.json()["usage"]["input_tokens"], 5)
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_a_stream_cut_mid_way_ends_in_an_anthropic_error_event(claude, upstreams, provider):
+    upstreams[provider].switches.break_after = 5
+    with pytest.raises(anthropic.APIError, match="mid-stream"):
+        with claude.messages.stream(model=f"{provider}-chat", max_tokens=200,
+                                    messages=[{"role": "user", "content": "a b c d e f g h"}]) as stream:
+            for _ in stream.text_stream:
+                pass
