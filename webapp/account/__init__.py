@@ -17,10 +17,12 @@ from webapp.account import auth, tokens, topup, usage  # noqa: E402,F401  (views
 
 def init_app(app: Flask) -> None:
     from webapp import csrf
+    from webapp.account.limits import Limits
     from webapp.admin import bp as admin_bp
     from webapp.api import bp as api_bp
     from webapp.pages import bp as pages_bp
 
+    app.extensions["permachat.console_limits"] = Limits(app.config["PERMACHAT_SETTINGS"].redis_url)
     app.add_template_filter(lambda units: format_usd(int(units or 0)), "usd")
     csrf.exempt(api_bp)
     for blueprint in (bp, pages_bp, admin_bp, api_bp):

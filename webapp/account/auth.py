@@ -10,8 +10,7 @@ from werkzeug.wrappers import Response
 from gateway.accounts import AccountError, create_user, normalise_email, verify_password
 from gateway.models import User
 from gateway.money import format_usd
-from webapp.account import bp
-from webapp.account.limits import login_failures
+from webapp.account import bp, limits
 from webapp.account.respond import account, client_ip, is_htmx, render
 from webapp.auth import SessionUser
 
@@ -56,6 +55,7 @@ def login() -> Response:
             limit_key = f"{client_ip()}|{normalise_email(email)}"
         except AccountError:
             limit_key = f"{client_ip()}|"
+        login_failures = limits.current().login
         wait = login_failures.retry_after(limit_key)
         user = User.by_email(email) if "@" in email else None
         if wait:

@@ -12,9 +12,8 @@ from werkzeug.wrappers import Response
 from gateway.console_ops import RedeemError, redeem_code, topup_info
 from gateway.models import RequestLog, User
 from gateway.money import format_usd
-from webapp.account import bp
+from webapp.account import bp, limits
 from webapp.account.gateway_sync import forget_keys
-from webapp.account.limits import redeem_failures
 from webapp.account.respond import account, client_ip, render
 
 REASONS = {
@@ -55,6 +54,7 @@ def topup_redeem() -> Response:
     """Redeem a code (failed attempts are rate-limited per IP and account)."""
     user = account()
     limit_key = f"{client_ip()}|{user.id}"
+    redeem_failures = limits.current().redeem
     wait = redeem_failures.retry_after(limit_key)
     if wait:
         return _page(user, error=_("Too many failed attempts. Try again in %(seconds)s seconds.", seconds=wait),

@@ -1,0 +1,68 @@
+"""Failure limits: in memory per app by default; shared by every replica through Redis when set."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import replace
+
+import pytest
+
+from tests.conftest import free_port
+from tests.webapp.console.conftest import login, text_of
+from webapp.account.limits import FailureLimiter, RedisStore
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real redis-server on 127.0.0.1 and a free port, with no persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    store = RedisStore(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            store.client.ping()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.02)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_two_replicas_share_the_login_limit_through_redis(settings, database, user, redis_url):
+    from webapp import create_app
+
+    shared = replace(settings, redis_url=redis_url)
+    first = create_app(shared, {"TESTING": True, "WTF_CSRF_ENABLED": False}).test_client()
+    second = create_app(shared, {"TESTING": True, "WTF_CSRF_ENABLED": False}).test_client()
+    for client in (first, second, first, second, first):
+        assert login(client, "alice@example.com", "guess").status_code == 401
+    r = login(second, "alice@example.com", "correct horse")
+    assert r.status_code == 429 and "Too many failed attempts" in text_of(r.data)
+    alone = create_app(settings, {"TESTING": True, "WTF_CSRF_ENABLED": False}).test_client()
+    assert login(alone, "alice@example.com", "correct horse").status_code == 303  # its own memory count
+
+
+def test_a_redis_that_goes_away_falls_back_to_memory(redis_url):
+    limiter = FailureLimiter("t", limit=2, window=60)
+    limiter.store = RedisStore(redis_url)
+    limiter.fail("k")
+    assert limiter.retry_after("k") == 0
+    limiter.store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    limiter.fail("k")
+    limiter.fail("k")
+    assert 59 <= limiter.retry_after("k") <= 61
+    limiter.clear("k")
+    assert limiter.retry_after("k") == 0
