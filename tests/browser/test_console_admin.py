@@ -62,8 +62,12 @@ def test_admin_channels_codes_users_prices(live_server, page, upstream):
 
     create_user("customer@example.com", "password123")
     page.click(".subnav >> text=Users")
-    page.fill("#users-panel input[name=q]", "customer")
+    page.click("#users-panel input[name=q]")
+    page.keyboard.type("cust", delay=120)  # typing searches as you go and keeps the focus
     page.wait_for_function("document.querySelectorAll('tr[data-user]').length === 1")
+    page.keyboard.type("omer")
+    assert page.evaluate("document.activeElement.name") == "q"
+    assert page.input_value("#users-panel input[name=q]") == "customer"
     row = page.locator("tr[data-user='customer@example.com']")
     row.locator("summary:has-text('Adjust balance')").click()
     row.locator("input[name=usd]").fill("7")

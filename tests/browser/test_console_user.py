@@ -18,6 +18,7 @@ def shoot(page, name: str, *, phone: bool = False) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     if phone:
         page.set_viewport_size(PHONE)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar would otherwise be drawn mid-page
     page.screenshot(path=str(ARTIFACTS / f"console-{name}{'-phone' if phone else ''}.png"), full_page=True)
     if phone:
         page.set_viewport_size({"width": 1280, "height": 800})
