@@ -162,11 +162,21 @@ def user_change(user_id: int) -> Response:
     if user is None:
         return _users_page(error=_("No such user."), status=404)
     try:
-        notice = actions.user_change(user, request.form, _actor())
+        actions.user_change(user, request.form, _actor())
     except AccountError as exc:
         return _users_page(error=str(exc), status=400)
     forget_keys(user_id=user.id)
-    return _users_page(notice=notice)
+    return _users_page(notice=_user_notice(User.get_by_id(user.id), request.form.get("action", "")))
+
+
+def _user_notice(user: User, action: str) -> str:
+    if action == "adjust":
+        return _("%(email)s now has %(amount)s.", email=user.email, amount=format_usd(user.quota))
+    if action in ("disable", "enable"):
+        return _("%(email)s is disabled.", email=user.email) if action == "disable" else _(
+            "%(email)s is active again.", email=user.email)
+    return _("%(email)s is an admin now.", email=user.email) if action == "make_admin" else _(
+        "%(email)s is no longer an admin.", email=user.email)
 
 
 # --- prices, free tier, top-up text ---------------------------------------------------------

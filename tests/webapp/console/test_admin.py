@@ -100,7 +100,8 @@ def test_generate_codes_export_and_disable(root):
 def test_users_search_adjust_disable_promote(root, user, admin):
     page = text_of(root.get("/admin/users?q=alice").data)
     assert "alice@example.com" in page and "root@example.com" not in page
-    root.post(f"/admin/users/{user.id}", data={"action": "adjust", "usd": "3", "reason": "bank transfer 42"})
+    r = root.post(f"/admin/users/{user.id}", data={"action": "adjust", "usd": "3", "reason": "bank transfer 42"})
+    assert "alice@example.com now has $3.00." in text_of(r.data)
     assert User.get_by_id(user.id).quota == 1_500_000
     r = root.post(f"/admin/users/{user.id}", data={"action": "adjust", "usd": "-5"})
     assert r.status_code == 400 and "cannot take $5.00" in text_of(r.data)
@@ -108,7 +109,8 @@ def test_users_search_adjust_disable_promote(root, user, admin):
     assert User.get_by_id(user.id).quota == 1_000_000
     kinds = [(r.kind, r.quota) for r in RequestLog.select().where(RequestLog.user_id == user.id).order_by(RequestLog.id)]
     assert kinds == [("adjust", -1_500_000), ("adjust", 500_000)]
-    root.post(f"/admin/users/{user.id}", data={"action": "disable"})
+    r = root.post(f"/admin/users/{user.id}", data={"action": "disable"}, headers={"Accept-Language": "zh"})
+    assert "alice@example.com 已停用。" in text_of(r.data)
     assert User.get_by_id(user.id).status == "disabled"
     root.post(f"/admin/users/{user.id}", data={"action": "make_admin"})
     assert User.get_by_id(user.id).role == "admin"
