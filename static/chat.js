@@ -104,6 +104,13 @@
     if (t.closest("#sidebar a[data-conv-id]")) document.body.classList.remove("sidebar-open");
   });
 
+  // htmx moves between conversations without a page load: the language switch
+  // should come back to where the reader is now, not where the page was loaded.
+  document.addEventListener("submit", function (e) {
+    var next = e.target.matches && e.target.matches(".lang-switch") && e.target.querySelector('input[name="next"]');
+    if (next) next.value = location.pathname + location.search;
+  });
+
   document.addEventListener("htmx:afterRequest", function (e) {
     var form = composer();
     if (e.detail.elt !== form || !e.detail.successful) return;

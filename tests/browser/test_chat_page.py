@@ -274,8 +274,10 @@ def test_phone_and_chinese(chat_app, browser):
         assert box["x"] >= 0 and box["x"] + box["width"] <= 391
         page.screenshot(path=str(ARTIFACTS / "chat-phone-zh-reply.png"))
         # Switch to English without losing the page.
+        conversation_url = page.url
         page.click(".lang-switch button")
         expect(page.locator(".send")).to_have_text("Send")
+        assert page.url == conversation_url  # still in the same conversation
         page.screenshot(path=str(ARTIFACTS / "chat-phone-en.png"))
         page.click(".lang-switch button")
         page.set_viewport_size({"width": 1280, "height": 800})

@@ -90,7 +90,10 @@ def current_access() -> Access:
         try:
             info = auth.check_key(loaded, client_ip())
         except GatewayError as exc:
-            access = Access(source=source, token_id=None, label=label, error=key_error(exc))
+            error = key_error(exc)
+            if source == "account" and exc.code == "insufficient_quota":
+                error = _("Your balance is empty. Top up on the /topup page, or chat with the free models.")
+            access = Access(source=source, token_id=None, label=label, error=error)
         else:
             remaining = info.user_quota if info.unlimited else min(info.remain_quota, info.user_quota)
             access = Access(source=source, token_id=token_id, label=label, balance=format_usd(max(0, remaining),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import hashlib
 import re
 from collections.abc import Iterator
@@ -260,3 +261,20 @@ def test_stop_asked_through_the_database_reaches_the_generation(chat_app, client
         assert events[-2:] == ["final", "done"]
     finally:
         chat_app.upstream.delay = 0.0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"expires_at": datetime.datetime(2020, 1, 1)}, "This API key has expired."),
+    ({"unlimited": False, "remain_quota": 0}, "This key has no balance left."),
+    ({"status": "disabled"}, "This API key is disabled."),
+])
+def test_unusable_keys_say_why_in_place(chat_app, change, message):
+    from gateway import accounts
+
+    user = User.by_email(chat_app.user_email)
+    new = accounts.create_token(user, name="soon unusable")
+    Token.update(**change).where(Token.id == new.token.id).execute()
+    with new_client(chat_app) as c:
+        panel = unlock(c, new.key)
+        assert message in panel.text and 'class="key-error"' in panel.text
+        assert c.get("/chat/models").json()["source"] == "free"
