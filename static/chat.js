@@ -111,6 +111,29 @@
     if (next) next.value = location.pathname + location.search;
   });
 
+  // A copy button on each finished code block (labelled like the message's own).
+  function addCodeCopy(root) {
+    if (!root || !root.querySelectorAll) return;
+    root.querySelectorAll(".msg-assistant:not([sse-connect]) pre.highlight").forEach(function (pre) {
+      if (pre.querySelector(".code-copy")) return;
+      var label = document.querySelector("[data-copy]"), button = document.createElement("button");
+      button.type = "button";
+      button.className = "code-copy";
+      button.textContent = label ? label.textContent : "Copy";
+      button.addEventListener("click", function () {
+        var code = pre.querySelector("code");
+        navigator.clipboard.writeText(code ? code.textContent : pre.textContent).then(function () {
+          var old = button.textContent;
+          button.textContent = "✓";
+          setTimeout(function () { button.textContent = old; }, 1200);
+        });
+      });
+      pre.appendChild(button);
+    });
+  }
+  document.addEventListener("htmx:load", function (e) { addCodeCopy(e.detail.elt.parentElement || e.detail.elt); });
+  document.addEventListener("DOMContentLoaded", function () { addCodeCopy(document); });
+
   document.addEventListener("htmx:afterRequest", function (e) {
     var form = composer();
     if (e.detail.elt !== form || !e.detail.successful) return;

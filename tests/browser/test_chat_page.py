@@ -269,6 +269,7 @@ def test_phone_and_chinese(chat_app, browser):
         send(page, "你好")
         expect(last_reply(page).locator("strong")).to_have_text("测试")
         expect(last_reply(page).locator("math")).to_have_count(1)
+        expect(last_reply(page).locator("pre .code-copy")).to_have_text("复制")
         expect(last_reply(page).locator("button:has-text('重新生成')")).to_be_visible()
         box = page.locator(".composer").bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 391
@@ -283,5 +284,8 @@ def test_phone_and_chinese(chat_app, browser):
         page.set_viewport_size({"width": 1280, "height": 800})
         expect(page.locator(".send")).to_have_text("发送")
         page.screenshot(path=str(ARTIFACTS / "chat-desktop-zh.png"))
+        page.emulate_media(color_scheme="dark")
+        page.goto(conversation_url)
+        page.screenshot(path=str(ARTIFACTS / "chat-desktop-zh-dark.png"))
     finally:
         context.close()
