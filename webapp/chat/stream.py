@@ -266,18 +266,23 @@ def chat_routes(flask_app: Any) -> list[BaseRoute]:
         renderer = LiveRender()
         seen = -1
         last = 0.0
+        tick = TICK
         first = True
         while True:
             async with gen.changed:
                 await gen.changed.wait_for(lambda seen=seen: gen.version != seen or gen.done)
             if gen.done:
                 break
-            wait = TICK - (time.monotonic() - last)
+            wait = tick - (time.monotonic() - last)
             if wait > 0:
                 await asyncio.sleep(wait)  # let chunks pile up: one page update per tick
             seen = gen.version
             text = gen.text
+            began = time.monotonic()
             finished, tail = await anyio.to_thread.run_sync(renderer.update, text)
+            # A huge unfinished block (a long code listing) is slow to re-render:
+            # update less often rather than spend the whole CPU on it.
+            tick = max(TICK, 2 * (time.monotonic() - began))
             if first:
                 # A watcher that joins late replaces whatever the element showed.
                 yield ServerSentEvent(event="snapshot", data=finished)
