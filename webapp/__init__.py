@@ -16,7 +16,7 @@ from flask_wtf import CSRFProtect
 from gateway.settings import Settings
 
 LANGUAGES = ("en", "zh")
-TRANSLATION_DOMAINS = ("messages", "chat", "console")
+TRANSLATION_DOMAINS = ("messages", "chat", "console", "uploads")
 
 babel = Babel()
 login_manager = LoginManager()

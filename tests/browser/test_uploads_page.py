@@ -27,7 +27,8 @@ def log_in(page, server, email: str) -> None:
 def test_uploads_page_quotes_uploads_with_progress_and_lists(arweave_server, arlocal, page, tmp_path):
     customer = make_customer("web@example.com", usd="5")
     log_in(page, arweave_server, "web@example.com")
-    page.goto(arweave_server.url + "/uploads/")
+    page.click("nav >> text=Uploads")
+    page.wait_for_url("**/uploads/")
     assert "Permanent uploads" in page.inner_text("h1")
     assert "No uploads yet" in page.inner_text("#upload-list")
 
@@ -106,3 +107,18 @@ def test_chat_composer_attaches_a_file_to_arweave_and_inserts_its_link(arweave_s
     assert arlocal.data(upload.tx_id) == b"quarterly numbers"
     assert "Stored on Arweave" in page.inner_text("#composer-notice")
     page.screenshot(path=str(ARTIFACTS / "chat-arweave-attach.png"))
+
+
+def test_uploads_page_speaks_chinese(arweave_server, browser):
+    make_customer("zh@example.com", usd="5")
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        log_in(page, arweave_server, "zh@example.com")
+        page.goto(arweave_server.url + "/uploads/")
+        assert page.inner_text("h1") == "永久上传"
+        assert "把文件拖到这里" in page.inner_text("#dropzone")
+        assert "还没有上传" in page.inner_text("#upload-list")
+        page.screenshot(path=str(ARTIFACTS / "uploads-zh.png"))
+    finally:
+        context.close()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request, session
+from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from arweave_store.models import Upload
@@ -69,10 +70,16 @@ def ticket() -> Response:
                     "upload_url": request.host_url.rstrip("/") + "/arweave/upload"})
 
 
+def _nav_visible() -> bool:
+    """Whether the top bar links to the uploads page: cheap (no query), so every page can ask."""
+    return bool(current_user.is_authenticated or session.get("key_token_id"))
+
+
 def init_app(app: Flask) -> None:
     @app.context_processor
     def _arweave() -> dict[str, Any]:
         # A function, so only pages that show the chat composer's button pay for the lookup.
-        return {"arweave_attach_enabled": lambda: current_token_id() is not None}
+        return {"arweave_attach_enabled": lambda: current_token_id() is not None,
+                "uploads_nav_visible": _nav_visible}
 
     app.register_blueprint(bp)
