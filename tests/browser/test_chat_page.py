@@ -202,6 +202,17 @@ def test_regenerate_edit_and_switch_conversations(chat_app, chat: Page):
     chat.fill(".conv-search", "other chat")
     expect(chat.locator("#conv-list li")).to_have_count(1)
     expect(chat.locator("#conv-list li")).to_contain_text("Question B")
+    # A system prompt saved as a shortcut can be picked again.
+    chat.click(".settings summary")
+    chat.fill("#system-prompt", "Answer like a pirate.")
+    chat.fill('input[name="shortcut_name"]', "Pirate")
+    chat.click("button:has-text('Save as shortcut')")
+    expect(chat.locator("#shortcut-pick option", has_text="Pirate")).to_have_count(1)
+    chat.fill("#system-prompt", "")
+    chat.select_option("#shortcut-pick", label="Pirate")
+    assert chat.input_value("#system-prompt") == "Answer like a pirate."
+    chat.click(".shortcut-list button:has-text('Pirate')")
+    expect(chat.locator("#shortcut-pick option", has_text="Pirate")).to_have_count(0)
     # Delete one message.
     last_reply(chat).locator("button:has-text('Delete')").click()
     expect(chat.locator("article.msg-assistant")).to_have_count(0)
