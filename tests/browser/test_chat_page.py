@@ -76,6 +76,11 @@ def test_free_visitor_chats_and_reply_streams_before_it_ends(chat_app, chat: Pag
     # The URL names the new conversation and it is listed in the sidebar.
     assert re.search(r"/c/\d+$", chat.url)
     expect(chat.locator("#conv-list li.active")).to_contain_text("Hello, free model")
+    chat.click(".conv-actions summary")  # rename, export, delete: there without a page load
+    chat.fill(".rename-form input[name=title]", "Renamed chat")
+    chat.click(".rename-form button")
+    expect(chat.locator("#chat-title")).to_have_text("Renamed chat")
+    expect(chat.locator("#conv-list li.active")).to_have_text("Renamed chat")
     # Enter sent; Shift+Enter makes a new line instead.
     box = chat.locator("#composer-input")
     box.fill("line one")
