@@ -11,6 +11,7 @@ from gateway.accounts import AccountError, create_user, normalise_email, verify_
 from gateway.models import User
 from gateway.money import format_usd
 from webapp.account import bp, limits
+from webapp.account.messages import localise
 from webapp.account.respond import account, client_ip, is_htmx, render
 from webapp.auth import SessionUser
 
@@ -35,7 +36,7 @@ def register() -> Response:
             try:
                 user = create_user(email, password)
             except AccountError as exc:
-                error = str(exc)
+                error = localise(str(exc))
             else:
                 login_user(SessionUser(user), remember=True)
                 return redirect(url_for("account.topup"), code=303)

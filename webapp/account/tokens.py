@@ -15,6 +15,7 @@ from gateway.models import Token, User
 from gateway.money import format_usd
 from webapp.account import bp
 from webapp.account.gateway_sync import forget_keys
+from webapp.account.messages import localise
 from webapp.account.respond import account, render
 
 
@@ -61,7 +62,7 @@ def token_create() -> Response:
                            unlimited=not usd, models=form.get("models", ""),
                            expires=form.get("expires", ""), allowed_ips=form.get("allowed_ips", ""))
     except AccountError as exc:
-        return _page(user, error=str(exc), status=400)
+        return _page(user, error=localise(str(exc)), status=400)
     return _page(user, new=new, status=201)
 
 
@@ -90,6 +91,6 @@ def token_update(token_id: int) -> Response:
         else:
             raise AccountError(f"unknown action {action!r}")
     except AccountError as exc:
-        return _page(user, error=str(exc), status=400 if str(exc) != "no such key" else 404)
+        return _page(user, error=localise(str(exc)), status=400 if str(exc) != "no such key" else 404)
     forget_keys(key_hash=row.key_hash)
     return _page(user, notice=notice)

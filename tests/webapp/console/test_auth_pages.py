@@ -73,3 +73,16 @@ def test_login_page_htmx_partial_and_json_twin(client, user):
     assert "HX-Request" in r.headers["Vary"]
     r = client.post("/login", data={"email": "alice@example.com", "password": "y"}, headers={"Accept": "application/json"})
     assert r.status_code == 401 and r.get_json() == {"error": {"message": "Wrong email or password."}}
+
+
+def test_form_errors_in_chinese(client, user):
+    zh = {"Accept-Language": "zh-CN"}
+    r = client.post("/register", data={"email": "alice@example.com", "password": "longenough"}, headers=zh)
+    assert "邮箱 alice@example.com 已被注册" in text_of(r.data)
+    r = client.post("/register", data={"email": "a@b.co", "password": "short"}, headers=zh)
+    assert "密码至少需要 8 个字符" in text_of(r.data)
+    client.post("/login", data={"email": "alice@example.com", "password": "correct horse"})
+    r = client.post("/token", data={"allowed_ips": "my house"}, headers=zh)
+    assert "允许的 IP：'my house' 不是 IP 地址或 CIDR 范围" in text_of(r.data)
+    r = client.post("/token", data={"usd": "lots"}, headers=zh)
+    assert "密钥额度：'lots' 不是有效的美元金额" in text_of(r.data)
