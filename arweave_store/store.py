@@ -84,7 +84,7 @@ class Hold:
     client_ip: str
 
     def reservation(self) -> quota.Reservation:
-        return quota.Reservation(self.user_id, self.token_id, self.units)
+        return quota.Reservation(self.user_id, self.token_id, self.units, spender_id=self.log_token_id)
 
 
 class UploadStore:

@@ -18,13 +18,15 @@ from typing import Any
 
 from gateway import quota
 from gateway.db import db
-from gateway.models import Channel, RequestLog, Token, utcnow
+from gateway.models import Channel, Token, utcnow
 from gateway.writes import run_write
 
 log = logging.getLogger("permachat.gateway")
 
 BATCH = 500
-RETRIES = 5
+# Wait this long for more entries before writing a small batch: each batch holds
+# the single SQLite writer, and the next request's reservation waits behind it.
+COALESCE_SECONDS = 0.025
 
 
 @dataclass
@@ -72,6 +74,8 @@ class Ledger:
     async def _run(self) -> None:
         while not self._closing:
             await self._wake.wait()
+            if len(self._queue) < BATCH and not self._closing:
+                await asyncio.sleep(COALESCE_SECONDS)
             self._wake.clear()
             try:
                 await self._write_batch()
@@ -100,28 +104,50 @@ class Ledger:
             self._wake.set()
 
 
+_LOG_COLUMNS = ("created_at", "request_id", "kind", "user_id", "token_id", "token_name", "channel_id",
+                "endpoint", "model", "upstream_model", "prompt_tokens", "completion_tokens", "cached_tokens",
+                "quota", "latency_ms", "ttft_ms", "is_stream", "status_code", "error", "client_ip")
+_LOG_DEFAULTS: dict[str, Any] = {"kind": "relay", "token_name": "", "endpoint": "", "model": "",
+                                 "upstream_model": "", "prompt_tokens": 0, "completion_tokens": 0,
+                                 "cached_tokens": 0, "quota": 0, "latency_ms": 0, "is_stream": False,
+                                 "status_code": 200, "error": "", "client_ip": ""}
+
+
+def _insert_logs(rows: list[dict[str, Any]]) -> None:
+    # Written out rather than through insert_many: building that query cost
+    # more than the insert itself on the hot path.
+    if not rows:
+        return
+    now = utcnow()
+    columns = ", ".join(f'"{c}"' for c in _LOG_COLUMNS)
+    sql = f'INSERT INTO "request_log" ({columns}) VALUES ({", ".join([db.param] * len(_LOG_COLUMNS))})'
+    values = [tuple(row.get(c, _LOG_DEFAULTS.get(c)) if c != "created_at" else row.get(c) or now
+                    for c in _LOG_COLUMNS) for row in rows]
+    db.cursor().executemany(sql, values)
+
+
 def _write(batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, int]]:
-    charged: list[tuple[Entry, int]] = []
-    rows = []
+    entries = [item for item in batch if isinstance(item, Entry)]
     channel_spend: dict[int, int] = {}
     tokens_used: set[int] = set()
     with db.atomic():
         for item in batch:
             if not isinstance(item, Entry):
                 item()
-                continue
-            units = 0
-            if item.reservation is not None:
-                units = quota.settle(item.reservation, item.cost)
-            item.row["quota"] = units
-            rows.append(item.row)
-            charged.append((item, units))
-            if item.row.get("channel_id") and units:
-                channel_spend[item.row["channel_id"]] = channel_spend.get(item.row["channel_id"], 0) + units
-            if item.row.get("token_id"):
-                tokens_used.add(item.row["token_id"])
-        for i in range(0, len(rows), 100):
-            RequestLog.insert_many(rows[i:i + 100]).execute()
+        settled = [e for e in entries if e.reservation is not None]
+        units_of = dict(zip(map(id, settled), quota.settle_many([(e.reservation, e.cost) for e in settled]),
+                            strict=True))
+        charged: list[tuple[Entry, int]] = []
+        for entry in entries:
+            units = units_of.get(id(entry), 0)
+            entry.row["quota"] = units
+            charged.append((entry, units))
+            channel_id = entry.row.get("channel_id")
+            if channel_id and units:
+                channel_spend[channel_id] = channel_spend.get(channel_id, 0) + units
+            if entry.row.get("token_id"):
+                tokens_used.add(entry.row["token_id"])
+        _insert_logs([entry.row for entry in entries])
         for channel_id, units in channel_spend.items():
             Channel.update(used_quota=Channel.used_quota + units).where(Channel.id == channel_id).execute()
         if tokens_used:

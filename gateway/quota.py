@@ -10,8 +10,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from peewee import Case
-
 from gateway.db import db
 from gateway.models import RequestLog, Token, User
 
@@ -33,6 +31,44 @@ class Reservation:
     token_id: int | None  # None when the key is unlimited (only the account is charged)
     units: int
     settled: bool = False
+    spender_id: int | None = None  # the key whose spend is counted, limited or not
+
+    @property
+    def spender(self) -> int | None:
+        return self.spender_id if self.spender_id is not None else self.token_id
+
+
+# The hot path's statements, written out once: Peewee's query builder costs more
+# than SQLite itself here. Identifiers are quoted because "user" is reserved in
+# PostgreSQL; ``?`` becomes the driver's placeholder (see _sql).
+_TAKE_USER = 'UPDATE "user" SET "quota" = "quota" - ? WHERE "id" = ? AND "quota" >= ?'
+_TAKE_TOKEN = 'UPDATE "token" SET "remain_quota" = "remain_quota" - ? WHERE "id" = ? AND "remain_quota" >= ?'
+_GIVE_USER = 'UPDATE "user" SET "quota" = "quota" + ? WHERE "id" = ?'
+_GIVE_TOKEN = 'UPDATE "token" SET "remain_quota" = "remain_quota" + ? WHERE "id" = ?'
+_SETTLE_USER = ('UPDATE "user" SET "quota" = "quota" + ?, "used_quota" = "used_quota" + ?, '
+                '"request_count" = "request_count" + ? WHERE "id" = ?')
+_SETTLE_TOKEN = ('UPDATE "token" SET "remain_quota" = "remain_quota" + ?, "used_quota" = "used_quota" + ? '
+                 'WHERE "id" = ?')
+_sql_cache: dict[tuple[str, str], str] = {}
+
+
+def _sql(statement: str) -> str:
+    param = db.param
+    key = (statement, param)
+    text = _sql_cache.get(key)
+    if text is None:
+        text = _sql_cache[key] = statement.replace("?", param)
+    return text
+
+
+def _execute(statement: str, params: tuple) -> int:
+    return db.execute_sql(_sql(statement), params).rowcount
+
+
+def _execute_many(statement: str, rows: list[tuple]) -> None:
+    if rows:
+        cursor = db.cursor()
+        cursor.executemany(_sql(statement), rows)
 
 
 def reserve(user_id: int, token_id: int | None, units: int, *, token_unlimited: bool = False) -> Reservation:
@@ -41,19 +77,14 @@ def reserve(user_id: int, token_id: int | None, units: int, *, token_unlimited: 
         raise ValueError("cannot reserve a negative amount")
     key_id = None if token_unlimited else token_id
     if units == 0:
-        return Reservation(user_id, key_id, 0)
+        return Reservation(user_id, key_id, 0, spender_id=token_id)
     with db.atomic():
-        taken = (User.update(quota=User.quota - units)
-                 .where((User.id == user_id) & (User.quota >= units)).execute())
-        if taken != 1:
+        if _execute(_TAKE_USER, (units, user_id, units)) != 1:
             raise InsufficientQuota("user", units)
-        if key_id is not None:
-            taken = (Token.update(remain_quota=Token.remain_quota - units)
-                     .where((Token.id == key_id) & (Token.remain_quota >= units)).execute())
-            if taken != 1:
-                # Raising inside atomic() rolls back the account's part too.
-                raise InsufficientQuota("token", units)
-    return Reservation(user_id, key_id, units)
+        if key_id is not None and _execute(_TAKE_TOKEN, (units, key_id, units)) != 1:
+            # Raising inside atomic() rolls back the account's part too.
+            raise InsufficientQuota("token", units)
+    return Reservation(user_id, key_id, units, spender_id=token_id)
 
 
 def settle(reservation: Reservation, actual: int) -> int:
@@ -62,34 +93,56 @@ def settle(reservation: Reservation, actual: int) -> int:
     ``actual`` above the reservation (an underestimated prompt) is taken only as
     far as the balance allows: a balance never goes below zero.
     """
-    if reservation.settled:
-        raise RuntimeError("reservation settled twice")
-    reservation.settled = True
-    actual = max(0, actual)
-    delta = reservation.units - actual  # > 0: give back; < 0: take more
-    charged = actual
+    return settle_many([(reservation, actual)])[0]
+
+
+def settle_many(items: list[tuple[Reservation, int]]) -> list[int]:
+    """Settle many reservations in one transaction; returns the units charged for each.
+
+    The common case (the charge fits the reservation) is summed per account and
+    per key, so a batch of settlements costs one UPDATE per account and key.
+    """
+    charged: list[int] = []
+    users: dict[int, list[int]] = {}  # id -> [give back, used, requests]
+    tokens: dict[int, list[int]] = {}  # id -> [give back, used]
     with db.atomic():
-        if delta > 0:
-            User.update(quota=User.quota + delta).where(User.id == reservation.user_id).execute()
+        for reservation, actual in items:
+            if reservation.settled:
+                raise RuntimeError("reservation settled twice")
+            reservation.settled = True
+            actual = max(0, actual)
+            if actual > reservation.units:
+                actual = reservation.units + _take_extra(reservation, actual - reservation.units)
+            give = reservation.units - actual
+            u = users.setdefault(reservation.user_id, [0, 0, 0])
+            u[0] += give
+            u[1] += actual
+            u[2] += 1
             if reservation.token_id is not None:
-                Token.update(remain_quota=Token.remain_quota + delta).where(Token.id == reservation.token_id).execute()
-        elif delta < 0:
-            extra = -delta
-            user = User.get_by_id(reservation.user_id)
-            extra = min(extra, max(0, user.quota))
-            if reservation.token_id is not None:
-                token = Token.get_by_id(reservation.token_id)
-                extra = min(extra, max(0, token.remain_quota))
-                Token.update(remain_quota=Case(None, [(Token.remain_quota >= extra, Token.remain_quota - extra)], 0)
-                             ).where(Token.id == reservation.token_id).execute()
-            User.update(quota=Case(None, [(User.quota >= extra, User.quota - extra)], 0)
-                        ).where(User.id == reservation.user_id).execute()
-            charged = reservation.units + extra
-        User.update(used_quota=User.used_quota + charged, request_count=User.request_count + 1
-                    ).where(User.id == reservation.user_id).execute()
-        Token.update(used_quota=Token.used_quota + charged).where(
-            Token.id == (reservation.token_id or -1)).execute()
+                tokens.setdefault(reservation.token_id, [0, 0])[0] += give
+            if reservation.spender is not None:
+                tokens.setdefault(reservation.spender, [0, 0])[1] += actual
+            charged.append(actual)
+        _execute_many(_SETTLE_USER, [(g, used, n, uid) for uid, (g, used, n) in users.items()])
+        _execute_many(_SETTLE_TOKEN, [(g, used, tid) for tid, (g, used) in tokens.items()])
     return charged
+
+
+def _take_extra(reservation: Reservation, extra: int) -> int:
+    """Take up to ``extra`` more than was reserved, never below zero; returns what was taken."""
+    user = User.get_by_id(reservation.user_id)
+    extra = min(extra, max(0, user.quota))
+    if reservation.token_id is not None:
+        token = Token.get_by_id(reservation.token_id)
+        extra = min(extra, max(0, token.remain_quota))
+    if extra <= 0:
+        return 0
+    if _execute(_TAKE_USER, (extra, reservation.user_id, extra)) != 1:
+        return 0
+    if reservation.token_id is not None and _execute(_TAKE_TOKEN, (extra, reservation.token_id, extra)) != 1:
+        _execute(_GIVE_USER, (extra, reservation.user_id))
+        return 0
+    return extra
 
 
 def refund(reservation: Reservation) -> None:
@@ -100,10 +153,9 @@ def refund(reservation: Reservation) -> None:
     if not reservation.units:
         return
     with db.atomic():
-        User.update(quota=User.quota + reservation.units).where(User.id == reservation.user_id).execute()
+        _execute(_GIVE_USER, (reservation.units, reservation.user_id))
         if reservation.token_id is not None:
-            Token.update(remain_quota=Token.remain_quota + reservation.units).where(
-                Token.id == reservation.token_id).execute()
+            _execute(_GIVE_TOKEN, (reservation.units, reservation.token_id))
 
 
 def credit_user(user_id: int, units: int, *, kind: str = "topup", note: str = "") -> None:
