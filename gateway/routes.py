@@ -30,6 +30,7 @@ from gateway.adaptors.base import (
     MODERATIONS,
     SPEECH,
     TRANSCRIPTIONS,
+    RawChunk,
     Usage,
 )
 from gateway.auth import KeyInfo, extract_key
@@ -49,6 +50,8 @@ EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = [claude_messages.rout
 
 
 def _dumps(data: Any) -> bytes:
+    if type(data) is RawChunk:
+        return data.raw.encode()
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -92,16 +95,39 @@ class ChatEventStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+            # The upstream's chunks arrive several per network read; the pump frames
+            # them into a buffer and the sender writes whatever has gathered in one
+            # go, instead of one socket write per chunk.
+            pending: list[bytes] = []
+            ready = anyio.Event()
+            finished = False
+
+            async def pump() -> None:
+                nonlocal ready, finished
                 try:
                     async for chunk in self.stream:
-                        await send({"type": "http.response.body", "body": b"data: " + _dumps(chunk) + b"\n\n",
-                                    "more_body": True})
-                    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+                        pending.append(b"data: " + _dumps(chunk) + b"\n\n")
+                        ready.set()
+                    pending.append(b"data: [DONE]\n\n")
                 except GatewayError as exc:
-                    await send({"type": "http.response.body", "body": b"data: " + _dumps(exc.body()) + b"\n\n",
-                                "more_body": True})
+                    pending.append(b"data: " + _dumps(exc.body()) + b"\n\n")
+                finally:
+                    finished = True
+                    ready.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+                tg.start_soon(pump)
+                try:
+                    while True:
+                        await ready.wait()
+                        ready = anyio.Event()
+                        if pending:
+                            body = b"".join(pending)
+                            pending.clear()
+                            await send({"type": "http.response.body", "body": body, "more_body": True})
+                        if finished and not pending:
+                            break
                 finally:
                     tg.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -119,6 +119,21 @@ class ChatRequest:
     request_id: str
 
 
+class RawChunk(dict):  # type: ignore[type-arg]
+    """A stream chunk that remembers the JSON text it was parsed from.
+
+    An OpenAI-compatible upstream's chunks usually reach the client unchanged;
+    relaying the original text skips re-serialising every chunk. Build a new
+    dict (not this one, mutated) when a chunk must change.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, data: dict[str, Any], raw: str) -> None:
+        super().__init__(data)
+        self.raw = raw
+
+
 @dataclass
 class ChatResult:
     """A whole ``chat.completion`` object, OpenAI-shaped."""

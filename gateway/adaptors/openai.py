@@ -29,6 +29,7 @@ from gateway.adaptors.base import (
     ForwardResult,
     JSONRequest,
     JSONResult,
+    RawChunk,
     UpstreamFailure,
     Usage,
     raise_for_status,
@@ -87,7 +88,7 @@ class OpenAIAdaptor(Adaptor):
                         err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
                         raise UpstreamFailure(str(err.get("message") or "upstream stream error"),
                                               kind=FailureKind.RETRY, code=err.get("code"))
-                    yield chunk
+                    yield RawChunk(chunk, data) if isinstance(chunk, dict) else chunk
 
     async def embed(self, request: JSONRequest) -> JSONResult:
         data = await self._post_json(self.url("/embeddings", request.upstream_model), request.body, request.request_id)
