@@ -2,7 +2,8 @@
 
     GatewayError                      status  type                    code
     ├── BadRequest                    400     invalid_request_error   (field-specific)
-    │   └── BodyTooLarge              413     invalid_request_error   request_too_large
+    │   ├── BodyTooLarge              413     invalid_request_error   request_too_large
+    │   └── MethodNotAllowed          405     invalid_request_error   method_not_allowed
     ├── AuthenticationError           401     invalid_request_error   invalid_api_key
     ├── PermissionDenied              403     permission_error        (key_disabled, key_expired, ip_not_allowed, model_not_allowed)
     ├── InsufficientQuotaError        429     insufficient_quota      insufficient_quota
@@ -50,6 +51,11 @@ class BadRequest(GatewayError):
 class BodyTooLarge(BadRequest):
     status = 413
     code = "request_too_large"
+
+
+class MethodNotAllowed(BadRequest):
+    status = 405
+    code = "method_not_allowed"
 
 
 class AuthenticationError(GatewayError):

@@ -34,7 +34,7 @@ from gateway.adaptors.base import (
     Usage,
 )
 from gateway.auth import KeyInfo, extract_key
-from gateway.errors import BadRequest, GatewayError, NotFound, error_response
+from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.relay import ChatStream, new_request_id
 from gateway.validation import parse_json, read_body, require_model
 
@@ -301,11 +301,29 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
     table += [(path, with_request_id(handler), ["POST"]) for path, handler in routes_json.items()]
     routes: list[BaseRoute] = []
     for path, endpoint, methods in table:
-        routes.append(Route("/v1" + path, endpoint, methods=methods))
-        routes.append(Route(path, endpoint, methods=methods))
+        # Without the second route a wrong method would fall through to the web
+        # app's HTML 404; clients expect OpenAI's 405 error body.
+        others = [m for m in ALL_METHODS if m not in methods and not (m == "HEAD" and "GET" in methods)]
+        for prefix in ("/v1", ""):
+            routes.append(Route(prefix + path, endpoint, methods=methods))
+            routes.append(Route(prefix + path, _method_not_allowed(methods), methods=others))
     for extra in EXTRA_ROUTES:
         routes.extend(extra(gw))
     return routes
+
+
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _method_not_allowed(allowed: list[str]) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        response = error_response(MethodNotAllowed(
+            f"{request.method} is not supported on {request.url.path}; use {' or '.join(allowed)}."),
+            new_request_id())
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    return endpoint
 
 
 def _multipart_fields(raw: bytes, content_type: str) -> dict[str, bytes]:

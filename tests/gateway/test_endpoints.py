@@ -132,6 +132,16 @@ def test_bad_requests_name_the_field(world):
     assert not upstream.state.requests
 
 
+def test_wrong_method_gets_an_openai_405(world):
+    server, acct, client, upstream = world
+    for path in ("/v1/chat/completions", "/chat/completions", "/embeddings"):
+        r = httpx.get(server.url + path, headers={"Authorization": f"Bearer {acct.key}"})
+        assert r.status_code == 405 and r.headers["allow"] == "POST" and r.headers["x-request-id"]
+        assert r.json()["error"]["code"] == "method_not_allowed"
+    r = httpx.delete(server.url + "/v1/models")
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+
+
 def test_unknown_fields_pass_through(world):
     server, acct, client, upstream = world
     client.chat.completions.create(model="gpt-4o-mini", messages=MSGS,
