@@ -113,7 +113,7 @@ class Relay:
                       calls: int = 1, client_ip: str, request_id: str | None, is_stream: bool) -> Call:
         """Check the model, the rate limit and the balance, and reserve the worst case."""
         price = self.check_model(auth, model, endpoint)
-        self.limiter.check(auth.token_id, auth.rpm_limit)
+        await self.limiter.check(auth.token_id, auth.rpm_limit)
         call = Call(auth=auth, endpoint=endpoint, path=path, model=model, price=price,
                     request_id=request_id or new_request_id(), client_ip=client_ip, is_stream=is_stream)
         units = price.cost(estimate, calls=calls)

@@ -41,7 +41,7 @@ from gateway.db import run_sync
 from gateway.errors import AuthenticationError, GatewayError
 from gateway.ledger import Ledger
 from gateway.models import Token, User
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, RedisRateLimiter
 from gateway.relay import ChatStream, Relay
 from gateway.settings import Settings
 from gateway.validation import validate_chat
@@ -79,7 +79,8 @@ class Gateway:
         self.keys = KeyCache()
         self.pool = ChannelPool()
         self.ledger = Ledger()
-        self.limiter = RateLimiter()
+        self.limiter = (RedisRateLimiter(settings.redis_url, settings.secret_key) if settings.redis_url
+                        else RateLimiter())
         self.relay = Relay(http, self.pool, self.ledger, self.limiter)
         self._refresher: asyncio.Task[None] | None = None
 
@@ -97,6 +98,7 @@ class Gateway:
                 await self._refresher
             self._refresher = None
         await self.ledger.close()
+        await self.limiter.close()
 
     async def refresh(self) -> None:
         """Reload channels and prices now (after an admin changed them)."""
