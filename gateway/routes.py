@@ -51,7 +51,8 @@ EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = [claude_messages.rout
 
 def _dumps(data: Any) -> bytes:
     if type(data) is RawChunk:
-        return data.raw.encode()
+        raw = data.raw
+        return raw if isinstance(raw, bytes) else raw.encode()
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 

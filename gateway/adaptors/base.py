@@ -120,16 +120,16 @@ class ChatRequest:
 
 
 class RawChunk(dict):  # type: ignore[type-arg]
-    """A stream chunk that remembers the JSON text it was parsed from.
+    """A JSON object (a stream chunk, a completion) that remembers the text it was parsed from.
 
-    An OpenAI-compatible upstream's chunks usually reach the client unchanged;
-    relaying the original text skips re-serialising every chunk. Build a new
+    An OpenAI-compatible upstream's answers usually reach the client unchanged;
+    relaying the original text skips re-serialising them. Build a new
     dict (not this one, mutated) when a chunk must change.
     """
 
     __slots__ = ("raw",)
 
-    def __init__(self, data: dict[str, Any], raw: str) -> None:
+    def __init__(self, data: dict[str, Any], raw: str | bytes) -> None:
         super().__init__(data)
         self.raw = raw
 

@@ -124,7 +124,7 @@ class OpenAIAdaptor(Adaptor):
                                   kind=FailureKind.RETRY, status=response.status_code) from None
         if not isinstance(data, dict):
             raise UpstreamFailure("the upstream answered with JSON that is not an object", kind=FailureKind.RETRY)
-        return data
+        return RawChunk(data, content)
 
 
 class GroqAdaptor(OpenAIAdaptor):
