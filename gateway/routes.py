@@ -88,6 +88,8 @@ class ChatEventStream:
     closes the upstream and bills what was generated.
     """
 
+    ping_seconds = 15.0
+
     def __init__(self, stream: ChatStream, request_id: str) -> None:
         self.stream = stream
         self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
@@ -121,7 +123,13 @@ class ChatEventStream:
                 tg.start_soon(pump)
                 try:
                     while True:
-                        await ready.wait()
+                        with anyio.move_on_after(self.ping_seconds) as waited:
+                            await ready.wait()
+                        if waited.cancelled_caught:
+                            # A reasoning model can think for minutes before its first
+                            # token; a comment keeps proxies from timing the stream out.
+                            await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                            continue
                         ready = anyio.Event()
                         if pending:
                             body = b"".join(pending)

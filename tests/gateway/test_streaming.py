@@ -97,3 +97,19 @@ def test_upstream_dropping_mid_stream_ends_with_an_error_and_bills_what_arrived(
     row = wait_logs(1)[0]
     assert row.status_code == 502 and row.completion_tokens > 0 and row.error
     assert acct.refresh().user.quota == before - row.quota
+
+
+def test_quiet_upstream_gets_keepalive_comments_the_sdk_ignores(upstream, make_account, price, channel, serve,
+                                                                 monkeypatch):
+    from gateway.routes import ChatEventStream
+
+    monkeypatch.setattr(ChatEventStream, "ping_seconds", 0.05)
+    acct, server, client = _setup(upstream, make_account, price, channel, serve)
+    upstream.state.default_reply = "slow thinker"
+    upstream.state.delay = 0.2
+    with httpx.stream("POST", server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {acct.key}"},
+                      json={"model": "gpt-4o-mini", "messages": MSGS, "stream": True}, timeout=10) as r:
+        raw = r.read().decode()
+    assert ": ping\n\n" in raw and raw.endswith("data: [DONE]\n\n")
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == "slow thinker"
