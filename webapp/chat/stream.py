@@ -48,6 +48,9 @@ log = logging.getLogger("permachat.chat")
 
 TICK = 0.1  # seconds between page updates while a reply streams
 STOP_POLL = 1.0  # how often a generation looks for a stop asked in another worker
+# How often the text written so far is saved, so a crash or a reconnect served by
+# another worker loses at most this much of a reply.
+CHECKPOINT_SECONDS = 2.0
 STOP_GRACE = 1.5  # after a stop, how long to wait for the next chunk before cutting the stream
 START_MAX_AGE = 3600  # a ticket can start its generation within this many seconds
 
@@ -180,6 +183,11 @@ def _finish(message_id: int, text: str, status: str, error: str, stream: Any) ->
     Message.update(**fields).where(Message.id == message_id).execute()
 
 
+def _checkpoint(message_id: int, text: str) -> None:
+    Message.update(content=text).where(
+        (Message.id == message_id) & Message.status.in_(["streaming", "stopping"])).execute()
+
+
 def _stop_asked_in_db(message_id: int) -> bool:
     return Message.select(Message.status).where(Message.id == message_id).scalar() == "stopping"
 
@@ -240,9 +248,14 @@ async def generate(gen: Generation, gw: Any, ticket: Ticket, client_ip: str) -> 
 
 async def _watch_stop(gen: Generation) -> None:
     last_poll = 0.0
+    last_save, saved = time.monotonic(), ""
     while True:
         await asyncio.sleep(0.2)
         now = time.monotonic()
+        if now - last_save >= CHECKPOINT_SECONDS and gen.text != saved:
+            last_save, saved = now, gen.text
+            text = saved
+            await run_sync(lambda: _checkpoint(gen.message_id, text))
         if gen.stop_asked_at is None and now - last_poll >= STOP_POLL:
             last_poll = now
             if await run_sync(lambda: _stop_asked_in_db(gen.message_id)):

@@ -278,3 +278,25 @@ def test_unusable_keys_say_why_in_place(chat_app, change, message):
         panel = unlock(c, new.key)
         assert message in panel.text and 'class="key-error"' in panel.text
         assert c.get("/chat/models").json()["source"] == "free"
+
+
+def test_a_long_reply_is_saved_while_it_streams(chat_app, client, monkeypatch):
+    # A crash mid-reply must not lose what was already written.
+    from webapp.chat import stream as chat_stream
+
+    monkeypatch.setattr(chat_stream, "CHECKPOINT_SECONDS", 0.3)
+    chat_app.upstream.delay = 0.05
+    chat_app.upstream.replies.append(" ".join(f"w{i}" for i in range(60)))
+    try:
+        sent = client.post("/chat/send", data={"content": "write slowly", "model": "gpt-4o-mini"})
+        reply_id = int(re.findall(r'id="msg-(\d+)"', sent.text)[-1])
+        partial = ""
+        with client.stream("GET", stream_url(sent.text)) as resp:
+            for line in resp.iter_lines():
+                row = Message.get_by_id(reply_id)
+                if row.status == "streaming" and row.content:
+                    partial = row.content
+                    break
+        assert partial.startswith("w0 w1") and "w59" not in partial
+    finally:
+        chat_app.upstream.delay = 0.0
