@@ -23,6 +23,7 @@ limited and logged exactly like a ``/v1`` request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import contextlib
 import logging
 import time
@@ -254,8 +255,7 @@ async def _watch_stop(gen: Generation) -> None:
         now = time.monotonic()
         if now - last_save >= CHECKPOINT_SECONDS and gen.text != saved:
             last_save, saved = now, gen.text
-            text = saved
-            await run_sync(lambda: _checkpoint(gen.message_id, text))
+            await run_sync(functools.partial(_checkpoint, gen.message_id, saved))
         if gen.stop_asked_at is None and now - last_poll >= STOP_POLL:
             last_poll = now
             if await run_sync(lambda: _stop_asked_in_db(gen.message_id)):

@@ -292,7 +292,7 @@ def test_a_long_reply_is_saved_while_it_streams(chat_app, client, monkeypatch):
         reply_id = int(re.findall(r'id="msg-(\d+)"', sent.text)[-1])
         partial = ""
         with client.stream("GET", stream_url(sent.text)) as resp:
-            for line in resp.iter_lines():
+            for _ in resp.iter_lines():
                 row = Message.get_by_id(reply_id)
                 if row.status == "streaming" and row.content:
                     partial = row.content
