@@ -23,8 +23,8 @@ limited and logged exactly like a ``/v1`` request.
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
+import functools
 import logging
 import time
 import uuid
