@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from gateway.db import db
-from webapp import LANGUAGES
+from webapp import LANGUAGES, errors
 
 bp = Blueprint("core", __name__)
 
@@ -49,3 +49,4 @@ def init_app(app: Flask) -> None:
         return {"current_lang": str(get_locale() or "en"), "languages": LANGUAGES}
 
     app.register_blueprint(bp)
+    errors.init_app(app)
