@@ -27,6 +27,7 @@ import httpx
 from gateway import quota, tokens
 from gateway.adaptors.base import (
     CHAT,
+    COMPLETIONS,
     Adaptor,
     ChatRequest,
     FailureKind,
@@ -50,7 +51,7 @@ from gateway.ledger import Entry, Ledger
 from gateway.money import format_usd
 from gateway.prices import Price
 from gateway.ratelimit import RateLimiter
-from gateway.validation import validate_chat, wants_usage
+from gateway.validation import validate_chat, validate_completion, wants_usage
 from gateway.writes import run_write
 
 T = TypeVar("T")
@@ -241,8 +242,9 @@ class ChatStream:
     error: str  # what went wrong, "" when nothing did
 
     def __init__(self, relay: Relay, auth: KeyInfo, body: dict[str, Any], *, client_ip: str = "",
-                 request_id: str | None = None, path: str = "/v1/chat/completions") -> None:
+                 request_id: str | None = None, path: str = "/v1/chat/completions", kind: str = CHAT) -> None:
         self._relay = relay
+        self._kind = kind  # CHAT, or COMPLETIONS for a legacy text completion stream
         self._auth = auth
         self._body = body
         self._client_ip = client_ip
@@ -263,11 +265,17 @@ class ChatStream:
         self._last_chunk: dict[str, Any] | None = None
 
     async def __aenter__(self) -> ChatStream:
-        self.model = validate_chat(self._body)
-        estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(self._body),
-                         completion_tokens=tokens.max_output(self._body))
+        if self._kind == COMPLETIONS:
+            self.model = validate_completion(self._body)
+            # 16 output tokens is what OpenAI's completions default to.
+            estimate = Usage(prompt_tokens=tokens.estimate_input(self._body.get("prompt")),
+                             completion_tokens=(self._body.get("max_tokens") or 16) * (self._body.get("n") or 1))
+        else:
+            self.model = validate_chat(self._body)
+            estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(self._body),
+                             completion_tokens=tokens.max_output(self._body))
         call = self._call = await self._relay.prepare(
-            self._auth, endpoint=CHAT, path=self._path, model=self.model, estimate=estimate,
+            self._auth, endpoint=self._kind, path=self._path, model=self.model, estimate=estimate,
             client_ip=self._client_ip, request_id=self.request_id, is_stream=True)
         try:
             self._upstream, self._first = await self._relay.failover(call, self._open)
@@ -282,9 +290,14 @@ class ChatStream:
 
     async def _open(self, adaptor: Adaptor, upstream_model: str) -> tuple[AsyncIterator[dict[str, Any]],
                                                                            dict[str, Any] | None]:
-        request = ChatRequest(body={**self._body, "model": upstream_model}, model=self.model,
-                              upstream_model=upstream_model, request_id=self.request_id)
-        upstream = adaptor.stream(request)
+        body = {**self._body, "model": upstream_model}
+        if self._kind == COMPLETIONS:
+            upstream = adaptor.stream_completion(JSONRequest(body=body, model=self.model,
+                                                             upstream_model=upstream_model,
+                                                             request_id=self.request_id))
+        else:
+            upstream = adaptor.stream(ChatRequest(body=body, model=self.model, upstream_model=upstream_model,
+                                                  request_id=self.request_id))
         try:
             first = await upstream.__anext__()
         except StopAsyncIteration:
@@ -315,7 +328,8 @@ class ChatStream:
             usage = self.usage or await self._count_locally()
             self.usage = usage
             last = self._last_chunk or {}
-            yield {"id": last.get("id", "chatcmpl-" + self.request_id), "object": "chat.completion.chunk",
+            yield {"id": last.get("id", "chatcmpl-" + self.request_id),
+                   "object": "text_completion" if self._kind == COMPLETIONS else "chat.completion.chunk",
                    "created": last.get("created", int(time.time())), "model": last.get("model", self.model),
                    "choices": [], "usage": usage.to_openai()}
 
@@ -330,6 +344,8 @@ class ChatStream:
             for choice in choices:
                 if choice.get("finish_reason"):
                     self.finish_reason = choice["finish_reason"]
+                if isinstance(choice.get("text"), str) and choice["text"]:
+                    self._texts.append(choice["text"])  # a legacy completion's piece
                 delta = choice.get("delta") or {}
                 for name in ("content", "reasoning_content", "refusal"):
                     text = delta.get(name)
@@ -349,9 +365,10 @@ class ChatStream:
         return chunk
 
     async def _count_locally(self) -> Usage:
-        body, texts = self._body, list(self._texts)
+        body, texts, legacy = self._body, list(self._texts), self._kind == COMPLETIONS
         prompt, completion = await anyio.to_thread.run_sync(
-            lambda: (tokens.count_chat_prompt(body), sum(tokens.count(t) for t in texts)))
+            lambda: (tokens.count_input(body.get("prompt")) if legacy else tokens.count_chat_prompt(body),
+                     sum(tokens.count(t) for t in texts)))
         return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
     async def _settle(self, status: int) -> None:

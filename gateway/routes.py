@@ -185,9 +185,13 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
             for name in required:
                 if body.get(name) in (None, "", []):
                     raise BadRequest(f"Missing required parameter: '{name}'.", param=name)
+            if body.get("stream") and endpoint == COMPLETIONS:
+                stream = ChatStream(gw.relay, auth, body, client_ip=client_ip(request), request_id=request_id,
+                                    path=request.url.path, kind=COMPLETIONS)
+                await stream.__aenter__()
+                return _AsResponse(ChatEventStream(stream, request_id))
             if body.get("stream"):
-                raise BadRequest(f"Streaming is not supported on {request.url.path}; use /v1/chat/completions.",
-                                 param="stream")
+                raise BadRequest(f"Streaming is not supported on {request.url.path}.", param="stream")
             estimate, calls = describe(body)
             call = await gw.relay.prepare(auth, endpoint=endpoint, path=request.url.path, model=model,
                                           estimate=estimate, calls=calls, client_ip=client_ip(request),

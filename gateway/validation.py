@@ -83,6 +83,19 @@ def validate_chat(body: dict[str, Any]) -> str:
     return model
 
 
+def validate_completion(body: dict[str, Any]) -> str:
+    """The same checks for a legacy ``/completions`` request (``prompt`` instead of ``messages``)."""
+    model = require_model(body)
+    if body.get("prompt") in (None, "", []):
+        raise BadRequest("Missing required parameter: 'prompt'.", param="prompt")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("'stream_options' must be an object.", param="stream_options")
+    _int_field(body, "max_tokens", 1)
+    _int_field(body, "n", 1, 128)
+    return model
+
+
 def wants_usage(body: dict[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and bool(options.get("include_usage"))

@@ -313,6 +313,13 @@ class Adaptor:
         """
         raise NotImplementedError
 
+    def stream_completion(self, request: JSONRequest) -> AsyncIterator[dict[str, Any]]:
+        """Stream a legacy ``/completions`` request as ``text_completion`` chunk dicts (usage last).
+
+        Only when ``COMPLETIONS`` is in ``supports``; same failure rules as :meth:`stream`.
+        """
+        raise NotImplementedError
+
     async def embed(self, request: JSONRequest) -> JSONResult:
         """OpenAI ``/embeddings``; only when ``EMBEDDINGS`` is in ``supports``."""
         raise NotImplementedError

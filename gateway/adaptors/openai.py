@@ -65,13 +65,20 @@ class OpenAIAdaptor(Adaptor):
         data = await self._post_json(self.url("/chat/completions", request.upstream_model), body, request.request_id)
         return ChatResult(body=data, usage=Usage.from_openai(data.get("usage")))
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[dict[str, Any]]:
-        body = dict(request.body)
+    def stream(self, request: ChatRequest) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("/chat/completions", request.body, request.upstream_model, request.request_id)
+
+    def stream_completion(self, request: JSONRequest) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("/completions", request.body, request.upstream_model, request.request_id)
+
+    async def _stream(self, path: str, body: dict[str, Any], upstream_model: str,
+                      request_id: str) -> AsyncIterator[dict[str, Any]]:
+        body = dict(body)
         body["stream"] = True
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         with transport_errors():
-            async with self.http.stream("POST", self.url("/chat/completions", request.upstream_model), json=body,
-                                        headers=self._headers(request.request_id)) as response:
+            async with self.http.stream("POST", self.url(path, upstream_model), json=body,
+                                        headers=self._headers(request_id)) as response:
                 await raise_for_status(response)
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):

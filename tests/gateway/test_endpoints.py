@@ -79,6 +79,29 @@ def test_embeddings_completions_images_speech_transcriptions_moderations(world):
     assert rows["/v1/embeddings"].prompt_tokens == 3
 
 
+def test_legacy_completions_stream_billed_like_chat(world):
+    server, acct, client, upstream = world
+    upstream.state.replies.extend(["one two three", "four five"])
+    direct = openai.OpenAI(base_url=upstream.base_url, api_key="sk-upstream", max_retries=0)
+    pieces = list(direct.completions.create(model="gpt-3.5-turbo-instruct", prompt="count", stream=True,
+                                            stream_options={"include_usage": True}))
+    assert "".join(p.choices[0].text for p in pieces if p.choices).split() == ["one", "two", "three"]
+    assert pieces[-1].usage.completion_tokens == 3  # the stand-in speaks the SDK's format
+
+    pieces = list(client.completions.create(model="gpt-3.5-turbo-instruct", prompt="count on", stream=True,
+                                            stream_options={"include_usage": True}))
+    assert "".join(p.choices[0].text for p in pieces if p.choices).split() == ["four", "five"]
+    assert pieces[-1].choices == [] and pieces[-1].usage.completion_tokens == 2
+    assert upstream.state.requests[-1]["body"]["stream_options"] == {"include_usage": True}
+    [row] = wait_logs(1)
+    assert row.endpoint == "/v1/completions" and row.is_stream and row.completion_tokens == 2 and row.quota > 0
+    plain = list(client.completions.create(model="gpt-3.5-turbo-instruct", prompt="again", stream=True))
+    assert all(p.choices for p in plain), "no usage chunk unless asked"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="gpt-3.5-turbo-instruct", prompt="x", stream=True, max_tokens=0)
+    assert err.value.body["param"] == "max_tokens"
+
+
 def test_models_only_for_the_key_and_billing(world, make_account):
     server, acct, client, upstream = world
     ids = {m.id for m in client.models.list()}

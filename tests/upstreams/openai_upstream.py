@@ -209,6 +209,9 @@ def create_upstream_app(state: UpstreamState | None = None) -> Starlette:
             return refused
         reply = str(sw.reply if sw and sw.reply is not None else state.next_reply())
         prompt = len(str(body.get("prompt", "")).split())
+        if body.get("stream"):
+            return _CompletionStream(state, body, sw, reply, int(body.get("n") or 1),  # type: ignore[return-value]
+                                     body.get("model"), prompt)
         return JSONResponse({"id": "cmpl-" + uuid.uuid4().hex, "object": "text_completion", "created": int(time.time()),
                              "model": body.get("model"), "choices": [{"text": reply, "index": 0, "logprobs": None,
                                                                       "finish_reason": "stop"}],
@@ -350,3 +353,26 @@ class _Stream(Response):
             state.finished += 1
         finally:
             watcher.cancel()
+
+
+class _CompletionStream(_Stream):
+    """The SSE body of a streamed legacy completion (``object: text_completion``)."""
+
+    def chunks(self) -> list[dict[str, Any]]:
+        cid, created = "cmpl-" + uuid.uuid4().hex, int(time.time())
+
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+            return {"id": cid, "object": "text_completion", "created": created, "model": self.model,
+                    "choices": choices, **extra}
+
+        out, completion = [], 0
+        for piece in words(str(self.reply)):
+            for i in range(self.n):
+                completion += 1
+                out.append(chunk([{"text": piece, "index": i, "logprobs": None, "finish_reason": None}]))
+        for i in range(self.n):
+            out.append(chunk([{"text": "", "index": i, "logprobs": None, "finish_reason": "stop"}]))
+        if (self.body.get("stream_options") or {}).get("include_usage") and not self.sw.omit_usage:
+            out.append(chunk([], usage={"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
+                                        "total_tokens": self.prompt_tokens + completion}))
+        return out
