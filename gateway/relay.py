@@ -5,9 +5,11 @@ the rate limiter, the HTTP client); :class:`Call` is one request's bookkeeping
 from reservation to log row; :class:`ChatStream` is a streamed chat completion
 (what :meth:`gateway.service.Gateway.chat` returns).
 
-Only two things leave the event loop per request: the reservation (an atomic
-conditional UPDATE, which must happen before the upstream is called) and the
-batched settlement with its log row (see :mod:`gateway.ledger`).
+Two database writes happen per request: the reservation (an atomic conditional
+UPDATE, which must happen before the upstream is called; on SQLite it usually
+runs inline, see :func:`gateway.writes.try_inline`, else in the writer thread)
+and the settlement with its log row, batched off the request's path (see
+:mod:`gateway.ledger`).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from gateway.money import format_usd
 from gateway.prices import Price
 from gateway.ratelimit import RateLimiter
 from gateway.validation import validate_chat, validate_completion, wants_usage
-from gateway.writes import run_write
+from gateway.writes import run_write, try_inline
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 5
@@ -119,9 +121,13 @@ class Relay:
                     request_id=request_id or new_request_id(), client_ip=client_ip, is_stream=is_stream)
         units = price.cost(estimate, calls=calls)
         if units:
+            def reserve() -> quota.Reservation:
+                return quota.reserve(auth.user_id, auth.token_id, units, token_unlimited=auth.unlimited)
+
             try:
-                call.reservation = await run_write(
-                    lambda: quota.reserve(auth.user_id, auth.token_id, units, token_unlimited=auth.unlimited),
+                done, reservation = try_inline(reserve)
+                call.reservation = reservation if done else await run_write(
+                    reserve,
                     on_abandon=lambda reservation: self.ledger.add(Entry(row=self._row(
                         call, None, CLIENT_CLOSED, "the client went away before the request started"),
                         reservation=reservation, cost=0)))
