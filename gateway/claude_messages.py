@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -274,16 +275,13 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
                                                         upstream_model=upstream_model, request_id=request_id))
             return message_of(result.body, model, result.usage), result.usage
 
-        try:
-            message, usage = await gw.relay.failover(call, attempt)
-        except BaseException as exc:
-            gw.relay.finish(call, None, status=getattr(exc, "status", CLIENT_CLOSED),
-                            error=getattr(exc, "message", type(exc).__name__))
-            raise
+        message, usage = await gw.relay.serve(call, attempt)
         call.mark_first_token()
         if usage is None:
-            usage = Usage(prompt_tokens=tokens.count_chat_prompt(body), completion_tokens=sum(
-                tokens.count(b.get("text", "")) for b in message.get("content") or []))
+            texts = [b.get("text", "") for b in message.get("content") or []]
+            # The tokenizer is slow (and loads on first use): keep it off the event loop.
+            usage = await anyio.to_thread.run_sync(lambda: Usage(
+                prompt_tokens=tokens.count_chat_prompt(body), completion_tokens=sum(map(tokens.count, texts))))
             message["usage"] = _usage(usage)
         gw.relay.finish(call, usage)
         return JSONResponse(message, headers=headers)
@@ -306,12 +304,7 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
             raise
         return _prepend(events, [first, second]), first
 
-    try:
-        events, _ = await gw.relay.failover(call, open_stream)
-    except BaseException as exc:
-        gw.relay.finish(call, None, status=getattr(exc, "status", CLIENT_CLOSED),
-                        error=getattr(exc, "message", type(exc).__name__))
-        raise
+    events, _ = await gw.relay.serve(call, open_stream)
     call.mark_first_token()
     return StreamingResponse(_relay_events(gw, call, body, events, state), media_type="text/event-stream",
                              headers=headers | {"Cache-Control": "no-cache"})

@@ -68,6 +68,18 @@ def bind(url: str) -> Database:
     return database
 
 
+_sql_cache: dict[tuple[str, str], str] = {}
+
+
+def sql(statement: str) -> str:
+    """A hand-written statement with ``?`` placeholders, as the bound driver spells them."""
+    key = (statement, db.param)
+    text = _sql_cache.get(key)
+    if text is None:
+        text = _sql_cache[key] = statement.replace("?", db.param)
+    return text
+
+
 def is_sqlite() -> bool:
     return isinstance(db.obj, SqliteDatabase)
 

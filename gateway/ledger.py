@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import quota
-from gateway.db import db
-from gateway.models import Channel, Token, utcnow
+from gateway.db import db, sql
+from gateway.models import Channel, RequestLog, Token, utcnow
 from gateway.writes import run_write
 
 log = logging.getLogger("permachat.gateway")
@@ -104,13 +104,10 @@ class Ledger:
             self._wake.set()
 
 
-_LOG_COLUMNS = ("created_at", "request_id", "kind", "user_id", "token_id", "token_name", "channel_id",
-                "endpoint", "model", "upstream_model", "prompt_tokens", "completion_tokens", "cached_tokens",
-                "quota", "latency_ms", "ttft_ms", "is_stream", "status_code", "error", "client_ip")
-_LOG_DEFAULTS: dict[str, Any] = {"kind": "relay", "token_name": "", "endpoint": "", "model": "",
-                                 "upstream_model": "", "prompt_tokens": 0, "completion_tokens": 0,
-                                 "cached_tokens": 0, "quota": 0, "latency_ms": 0, "is_stream": False,
-                                 "status_code": 200, "error": "", "client_ip": ""}
+# Every column but the id; Relay._row fills each one except the time.
+_LOG_COLUMNS = tuple(f.column_name for f in RequestLog._meta.sorted_fields if f.name != "id")
+_INSERT_LOG = 'INSERT INTO "request_log" ({}) VALUES ({})'.format(
+    ", ".join(f'"{c}"' for c in _LOG_COLUMNS), ", ".join(["?"] * len(_LOG_COLUMNS)))
 
 
 def _insert_logs(rows: list[dict[str, Any]]) -> None:
@@ -119,11 +116,9 @@ def _insert_logs(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     now = utcnow()
-    columns = ", ".join(f'"{c}"' for c in _LOG_COLUMNS)
-    sql = f'INSERT INTO "request_log" ({columns}) VALUES ({", ".join([db.param] * len(_LOG_COLUMNS))})'
-    values = [tuple(row.get(c, _LOG_DEFAULTS.get(c)) if c != "created_at" else row.get(c) or now
-                    for c in _LOG_COLUMNS) for row in rows]
-    db.cursor().executemany(sql, values)
+    values = [tuple(row.get("created_at") or now if c == "created_at" else row[c] for c in _LOG_COLUMNS)
+              for row in rows]
+    db.cursor().executemany(sql(_INSERT_LOG), values)
 
 
 def _write(batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, int]]:
@@ -134,17 +129,15 @@ def _write(batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, int]]:
         for item in batch:
             if not isinstance(item, Entry):
                 item()
-        settled = [e for e in entries if e.reservation is not None]
-        units_of = dict(zip(map(id, settled), quota.settle_many([(e.reservation, e.cost) for e in settled]),
-                            strict=True))
-        charged: list[tuple[Entry, int]] = []
         for entry in entries:
-            units = units_of.get(id(entry), 0)
+            entry.row["quota"] = 0
+        settled = [e for e in entries if e.reservation is not None]
+        for entry, units in zip(settled, quota.settle_many([(e.reservation, e.cost) for e in settled]), strict=True):
             entry.row["quota"] = units
-            charged.append((entry, units))
+        for entry in entries:
             channel_id = entry.row.get("channel_id")
-            if channel_id and units:
-                channel_spend[channel_id] = channel_spend.get(channel_id, 0) + units
+            if channel_id and entry.row["quota"]:
+                channel_spend[channel_id] = channel_spend.get(channel_id, 0) + entry.row["quota"]
             if entry.row.get("token_id"):
                 tokens_used.add(entry.row["token_id"])
         _insert_logs([entry.row for entry in entries])
@@ -152,4 +145,4 @@ def _write(batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, int]]:
             Channel.update(used_quota=Channel.used_quota + units).where(Channel.id == channel_id).execute()
         if tokens_used:
             Token.update(last_used_at=utcnow()).where(Token.id.in_(sorted(tokens_used))).execute()
-    return charged
+    return [(entry, entry.row["quota"]) for entry in entries]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from gateway.db import db
+from gateway.db import db, sql
 from gateway.models import RequestLog, Token, User
 
 
@@ -40,7 +40,7 @@ class Reservation:
 
 # The hot path's statements, written out once: Peewee's query builder costs more
 # than SQLite itself here. Identifiers are quoted because "user" is reserved in
-# PostgreSQL; ``?`` becomes the driver's placeholder (see _sql).
+# PostgreSQL; ``?`` becomes the driver's placeholder (see gateway.db.sql).
 _TAKE_USER = 'UPDATE "user" SET "quota" = "quota" - ? WHERE "id" = ? AND "quota" >= ?'
 _TAKE_TOKEN = 'UPDATE "token" SET "remain_quota" = "remain_quota" - ? WHERE "id" = ? AND "remain_quota" >= ?'
 _GIVE_USER = 'UPDATE "user" SET "quota" = "quota" + ? WHERE "id" = ?'
@@ -49,26 +49,14 @@ _SETTLE_USER = ('UPDATE "user" SET "quota" = "quota" + ?, "used_quota" = "used_q
                 '"request_count" = "request_count" + ? WHERE "id" = ?')
 _SETTLE_TOKEN = ('UPDATE "token" SET "remain_quota" = "remain_quota" + ?, "used_quota" = "used_quota" + ? '
                  'WHERE "id" = ?')
-_sql_cache: dict[tuple[str, str], str] = {}
-
-
-def _sql(statement: str) -> str:
-    param = db.param
-    key = (statement, param)
-    text = _sql_cache.get(key)
-    if text is None:
-        text = _sql_cache[key] = statement.replace("?", param)
-    return text
-
-
 def _execute(statement: str, params: tuple) -> int:
-    return db.execute_sql(_sql(statement), params).rowcount
+    return db.execute_sql(sql(statement), params).rowcount
 
 
 def _execute_many(statement: str, rows: list[tuple]) -> None:
     if rows:
         cursor = db.cursor()
-        cursor.executemany(_sql(statement), rows)
+        cursor.executemany(sql(statement), rows)
 
 
 def reserve(user_id: int, token_id: int | None, units: int, *, token_unlimited: bool = False) -> Reservation:

@@ -30,6 +30,7 @@ from gateway import quota, tokens
 from gateway.adaptors.base import (
     CHAT,
     COMPLETIONS,
+    EMBEDDINGS,
     Adaptor,
     ChatRequest,
     FailureKind,
@@ -171,6 +172,15 @@ class Relay:
                                       "try again shortly.")
         raise last.to_gateway_error()
 
+    async def serve(self, call: Call, attempt: Callable[[Adaptor, str], Awaitable[T]]) -> T:
+        """:meth:`failover`, and when no channel answers, log the call as failed (nothing is billed)."""
+        try:
+            return await self.failover(call, attempt)
+        except BaseException as exc:
+            self.finish(call, None, status=exc.status if isinstance(exc, GatewayError) else CLIENT_CLOSED,
+                        error=exc.message if isinstance(exc, GatewayError) else type(exc).__name__)
+            raise
+
     def note_failure(self, channel: ChannelInfo, model: str, failure: UpstreamFailure) -> None:
         detail = f"{model}: {failure.status or 'network'} {failure.message}"[:1000]
         if failure.kind is FailureKind.FATAL:
@@ -211,10 +221,10 @@ class Relay:
 
     async def call_endpoint(self, call: Call, *, body: dict[str, Any] | None, raw: bytes | None,
                             content_type: str) -> ForwardResult:
-        """Relay an embeddings/completions/images/audio/moderations request (not billed here)."""
+        """Relay an embeddings/completions/images/audio/moderations request (billed by the caller)."""
 
         async def attempt(adaptor: Adaptor, upstream_model: str) -> ForwardResult:
-            if call.endpoint == "embeddings" and body is not None:
+            if call.endpoint == EMBEDDINGS and body is not None:
                 result = await adaptor.embed(JSONRequest(body={**body, "model": upstream_model}, model=call.model,
                                                          upstream_model=upstream_model, request_id=call.request_id))
                 return ForwardResult(status=200, content=json.dumps(result.body).encode(),
@@ -225,7 +235,7 @@ class Relay:
                 content_type=content_type, model=call.model, upstream_model=upstream_model,
                 request_id=call.request_id))
 
-        return await self.failover(call, attempt)
+        return await self.serve(call, attempt)
 
 
 class ChatStream:

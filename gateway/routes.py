@@ -196,11 +196,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
             call = await gw.relay.prepare(auth, endpoint=endpoint, path=request.url.path, model=model,
                                           estimate=estimate, calls=calls, client_ip=client_ip(request),
                                           request_id=request_id, is_stream=False)
-            try:
-                result = await gw.relay.call_endpoint(call, body=body, raw=None, content_type="application/json")
-            except BaseException as exc:
-                gw.relay.finish(call, None, status=getattr(exc, "status", 499), error=str(exc))
-                raise
+            result = await gw.relay.call_endpoint(call, body=body, raw=None, content_type="application/json")
             usage = usage_after(body, result.usage)
             gw.relay.finish(call, usage, calls=calls)
             return Response(result.content, media_type=result.content_type)
@@ -259,11 +255,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         call = await gw.relay.prepare(auth, endpoint=TRANSCRIPTIONS, path=request.url.path, model=model,
                                       estimate=Usage(), client_ip=client_ip(request), request_id=request_id,
                                       is_stream=False)
-        try:
-            result = await gw.relay.call_endpoint(call, body=None, raw=raw, content_type=content_type)
-        except BaseException as exc:
-            gw.relay.finish(call, None, status=getattr(exc, "status", 499), error=str(exc))
-            raise
+        result = await gw.relay.call_endpoint(call, body=None, raw=raw, content_type=content_type)
         gw.relay.finish(call, result.usage or Usage())
         return Response(result.content, media_type=result.content_type)
 

@@ -38,7 +38,7 @@ from gateway.adaptors.base import CHAT, ChatRequest, Usage
 from gateway.auth import KeyCache, KeyInfo, check_key, load_key_by_id
 from gateway.channels import REFRESH_SECONDS, ChannelPool, load_snapshot
 from gateway.db import run_sync
-from gateway.errors import AuthenticationError, GatewayError
+from gateway.errors import AuthenticationError
 from gateway.ledger import Ledger
 from gateway.models import Token, User
 from gateway.ratelimit import RateLimiter, RedisRateLimiter
@@ -158,14 +158,9 @@ class Gateway:
         estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(body), completion_tokens=tokens.max_output(body))
         call = await self.relay.prepare(auth, endpoint=CHAT, path=path, model=model, estimate=estimate,
                                         client_ip=client_ip, request_id=request_id, is_stream=False)
-        try:
-            result = await self.relay.failover(call, lambda adaptor, upstream_model: adaptor.complete(ChatRequest(
-                body={**body, "model": upstream_model}, model=model, upstream_model=upstream_model,
-                request_id=call.request_id)))
-        except BaseException as exc:
-            status = exc.status if isinstance(exc, GatewayError) else 499
-            self.relay.finish(call, None, status=status, error=getattr(exc, "message", type(exc).__name__))
-            raise
+        result = await self.relay.serve(call, lambda adaptor, upstream_model: adaptor.complete(ChatRequest(
+            body={**body, "model": upstream_model}, model=model, upstream_model=upstream_model,
+            request_id=call.request_id)))
         call.mark_first_token()
         usage = result.usage
         if usage is None:

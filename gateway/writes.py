@@ -60,6 +60,11 @@ class GroupWriter:
                     lambda f: on_abandon(f.result()) if not f.cancelled() and f.exception() is None else None)
             raise
 
+    @property
+    def busy(self) -> bool:
+        """Whether writes are queued or a batch is being written."""
+        return self._draining is not None or bool(self._pending)
+
     async def idle(self) -> None:
         """Wait until everything queued so far is written."""
         while self._draining is not None:
@@ -101,7 +106,7 @@ def try_inline(op: Callable[[], T]) -> tuple[bool, T | None]:
     Returns ``(False, None)`` when the caller must use :func:`run_write`.
     """
     global _inline_connection
-    if writer._draining is not None or writer._pending or not is_sqlite():
+    if writer.busy or not is_sqlite():
         return False, None
     db.connect(reuse_if_open=True)
     connection = db.connection()

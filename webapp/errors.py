@@ -53,7 +53,6 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response | HTTPException:
-        if isinstance(exc, HTTPException):
-            return render_error(exc)
+        # HTTP errors reach the more specific handler above; this is everything else.
         log.exception("unhandled error on %s %s", request.method, request.path)
         return render_error(InternalServerError())

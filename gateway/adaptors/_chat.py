@@ -82,6 +82,18 @@ def content_text(content: Any) -> str:
     return "".join(p.get("text", "") for p in content_parts(content) if p.get("type") in ("text", "input_text"))
 
 
+def append_turn(turns: list[dict[str, Any]], role: str, items: list[dict[str, Any]], key: str = "content") -> None:
+    """Add a turn, merged into the previous one of the same role.
+
+    Anthropic, Gemini and Bedrock want user and assistant turns to alternate
+    (OpenAI allows neighbours of one role); empty turns are dropped.
+    """
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    elif items:
+        turns.append({"role": role, key: items})
+
+
 def tool_arguments(call: dict[str, Any]) -> dict[str, Any]:
     """A tool call's ``arguments`` string as an object (providers other than OpenAI want JSON, not text)."""
     raw = (call.get("function") or {}).get("arguments") or "{}"

@@ -10,6 +10,7 @@ The request/response translation functions are also used by the inbound
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ import httpx
 
 from gateway.adaptors._chat import (
     OpenAIWriter,
+    append_turn,
     bad_request,
     content_parts,
     content_text,
@@ -56,12 +58,7 @@ def to_anthropic(body: dict[str, Any], model: str, default_max_tokens: int = DEF
     system: list[str] = []
     messages: list[dict[str, Any]] = []
 
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        # Anthropic wants user/assistant turns alternating: merge neighbours of one role.
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)
-        elif blocks:
-            messages.append({"role": role, "content": blocks})
+    add = functools.partial(append_turn, messages)
 
     for m in body.get("messages") or []:
         if not isinstance(m, dict):

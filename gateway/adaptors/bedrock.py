@@ -10,6 +10,7 @@ event-stream framing (:mod:`gateway.adaptors._eventstream`).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ import httpx
 
 from gateway.adaptors._chat import (
     OpenAIWriter,
+    append_turn,
     bad_request,
     content_parts,
     content_text,
@@ -61,11 +63,7 @@ def to_converse(body: dict[str, Any]) -> dict[str, Any]:
     system: list[str] = []
     messages: list[dict[str, Any]] = []
 
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)
-        elif blocks:
-            messages.append({"role": role, "content": blocks})
+    add = functools.partial(append_turn, messages)
 
     for m in body.get("messages") or []:
         role = m.get("role") if isinstance(m, dict) else None

@@ -8,6 +8,7 @@ from an empty answer.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -18,6 +19,7 @@ import httpx
 
 from gateway.adaptors._chat import (
     OpenAIWriter,
+    append_turn,
     bad_request,
     content_parts,
     content_text,
@@ -55,11 +57,7 @@ def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
     contents: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}  # tool_call_id -> function name: Gemini answers by name
 
-    def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        elif parts:
-            contents.append({"role": role, "parts": parts})
+    add = functools.partial(append_turn, contents, key="parts")
 
     for m in body.get("messages") or []:
         role = m.get("role") if isinstance(m, dict) else None
