@@ -263,7 +263,7 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
     model = body["model"]
     estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(body), completion_tokens=tokens.max_output(body))
     stream = native.get("stream") is True
-    call = await gw.relay.prepare(auth, endpoint=CHAT, path=request.url.path, model=model, estimate=estimate,
+    call = await gw.relay.prepare(auth, endpoint=CHAT, path=request.scope["path"], model=model, estimate=estimate,
                                   client_ip=ip, request_id=request_id, is_stream=stream)
     headers = {"request-id": request_id, "X-Request-Id": request_id}
     if not stream:

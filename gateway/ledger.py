@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway import quota
 from gateway.db import db, sql
-from gateway.models import Channel, RequestLog, Token, utcnow
+from gateway.models import RequestLog, utcnow
 from gateway.writes import run_write
 
 log = logging.getLogger("permachat.gateway")
@@ -110,6 +110,10 @@ _INSERT_LOG = 'INSERT INTO "request_log" ({}) VALUES ({})'.format(
     ", ".join(f'"{c}"' for c in _LOG_COLUMNS), ", ".join(["?"] * len(_LOG_COLUMNS)))
 
 
+_CHANNEL_SPEND = 'UPDATE "channel" SET "used_quota" = "used_quota" + ? WHERE "id" = ?'
+_TOKEN_USED = 'UPDATE "token" SET "last_used_at" = ? WHERE "id" = ?'
+
+
 def _insert_logs(rows: list[dict[str, Any]]) -> None:
     # Written out rather than through insert_many: building that query cost
     # more than the insert itself on the hot path.
@@ -141,8 +145,10 @@ def _write(batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, int]]:
             if entry.row.get("token_id"):
                 tokens_used.add(entry.row["token_id"])
         _insert_logs([entry.row for entry in entries])
-        for channel_id, units in channel_spend.items():
-            Channel.update(used_quota=Channel.used_quota + units).where(Channel.id == channel_id).execute()
+        cursor = db.cursor()
+        if channel_spend:
+            cursor.executemany(sql(_CHANNEL_SPEND), [(units, cid) for cid, units in channel_spend.items()])
         if tokens_used:
-            Token.update(last_used_at=utcnow()).where(Token.id.in_(sorted(tokens_used))).execute()
+            now = utcnow()
+            cursor.executemany(sql(_TOKEN_USED), [(now, tid) for tid in sorted(tokens_used)])
     return [(entry, entry.row["quota"]) for entry in entries]

@@ -7,7 +7,7 @@ is integer arithmetic; only what a person reads is shown in USD.
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 UNITS_PER_USD = 500_000
 
@@ -57,4 +57,4 @@ def cost_of_tokens(tokens: int, units_per_million: int) -> int:
     """
     if tokens <= 0 or units_per_million <= 0:
         return 0
-    return int((Decimal(tokens) * units_per_million / 1_000_000).to_integral_value(rounding=ROUND_CEILING))
+    return -(-tokens * units_per_million // 1_000_000)  # exact integer ceiling division

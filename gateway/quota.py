@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.db import db, sql
 from gateway.models import RequestLog, Token, User
@@ -61,17 +62,28 @@ def _execute_many(statement: str, rows: list[tuple]) -> None:
 
 def reserve(user_id: int, token_id: int | None, units: int, *, token_unlimited: bool = False) -> Reservation:
     """Hold ``units`` from the account and, unless unlimited, from the key. All or nothing."""
+    with db.atomic():
+        # Raising inside atomic() rolls back the account's part too.
+        return reserve_in(db.cursor(), user_id, token_id, units, token_unlimited=token_unlimited)
+
+
+def reserve_in(cursor: Any, user_id: int, token_id: int | None, units: int, *,
+               token_unlimited: bool = False) -> Reservation:
+    """:func:`reserve`'s two conditional UPDATEs on a DB-API ``cursor``, in the caller's transaction.
+
+    On :class:`InsufficientQuota` the caller must roll back (the account's part
+    may have been taken). The event loop's inline reservation uses this on the
+    bare SQLite connection: peewee's transaction objects cost more than the SQL.
+    """
     if units < 0:
         raise ValueError("cannot reserve a negative amount")
     key_id = None if token_unlimited else token_id
     if units == 0:
         return Reservation(user_id, key_id, 0, spender_id=token_id)
-    with db.atomic():
-        if _execute(_TAKE_USER, (units, user_id, units)) != 1:
-            raise InsufficientQuota("user", units)
-        if key_id is not None and _execute(_TAKE_TOKEN, (units, key_id, units)) != 1:
-            # Raising inside atomic() rolls back the account's part too.
-            raise InsufficientQuota("token", units)
+    if cursor.execute(sql(_TAKE_USER), (units, user_id, units)).rowcount != 1:
+        raise InsufficientQuota("user", units)
+    if key_id is not None and cursor.execute(sql(_TAKE_TOKEN), (units, key_id, units)).rowcount != 1:
+        raise InsufficientQuota("token", units)
     return Reservation(user_id, key_id, units, spender_id=token_id)
 
 

@@ -8,9 +8,9 @@ Every response carries ``X-Request-Id``; every error is OpenAI-shaped
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -30,12 +30,11 @@ from gateway.adaptors.base import (
     MODERATIONS,
     SPEECH,
     TRANSCRIPTIONS,
-    RawChunk,
     Usage,
 )
 from gateway.auth import KeyInfo, extract_key
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
-from gateway.relay import ChatStream, new_request_id
+from gateway.relay import ChatStream, encode_chunk, new_request_id
 from gateway.validation import parse_json, read_body, require_model
 
 if TYPE_CHECKING:
@@ -49,11 +48,6 @@ Handler = Callable[[Request, str], Awaitable[Response]]
 EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = [claude_messages.routes]
 
 
-def _dumps(data: Any) -> bytes:
-    if type(data) is RawChunk:
-        raw = data.raw
-        return raw if isinstance(raw, bytes) else raw.encode()
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def client_ip(request: Request) -> str:
@@ -84,8 +78,9 @@ class ChatEventStream:
     """A chat stream as OpenAI frames it (``data: {...}\\n\\n`` ... ``data: [DONE]\\n\\n``).
 
     The stream is already open (errors before the first chunk were answered as
-    JSON). A client disconnect cancels the loop at once; ``__aexit__`` then
-    closes the upstream and bills what was generated.
+    JSON). Each read from the upstream goes out in one write. A client
+    disconnect cancels the loop at once; ``__aexit__`` then closes the upstream
+    and bills what was generated.
     """
 
     ping_seconds = 15.0
@@ -94,62 +89,60 @@ class ChatEventStream:
         self.stream = stream
         self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                         (b"x-accel-buffering", b"no"), (b"x-request-id", request_id.encode())]
+        self._last_write = 0.0
+        self._pinger: asyncio.TimerHandle | None = None
+        self._ping: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A bare asyncio task watches for the disconnect and a timer schedules
+        # pings, rather than an anyio task group: setting one up and cancelling it
+        # cost more than the rest of relaying a short stream.
+        loop = asyncio.get_running_loop()
+        relaying = anyio.CancelScope()
+        watcher = loop.create_task(self._watch(receive, relaying))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            # The upstream's chunks arrive several per network read; the pump frames
-            # them into a buffer and the sender writes whatever has gathered in one
-            # go, instead of one socket write per chunk.
-            pending: list[bytes] = []
-            ready = anyio.Event()
-            finished = False
-
-            async def pump() -> None:
-                nonlocal ready, finished
+            self._last_write = loop.time()
+            self._pinger = loop.call_at(self._last_write + self.ping_seconds, self._ping_due, loop, send)
+            with relaying:
                 try:
-                    async for chunk in self.stream:
-                        pending.append(b"data: " + _dumps(chunk) + b"\n\n")
-                        ready.set()
-                    pending.append(b"data: [DONE]\n\n")
+                    async for frames in self.stream.frames():
+                        await send({"type": "http.response.body", "body": frames, "more_body": True})
+                        self._last_write = loop.time()
+                    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
                 except GatewayError as exc:
-                    pending.append(b"data: " + _dumps(exc.body()) + b"\n\n")
-                finally:
-                    finished = True
-                    ready.set()
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
-                tg.start_soon(pump)
-                try:
-                    while True:
-                        with anyio.move_on_after(self.ping_seconds) as waited:
-                            await ready.wait()
-                        if waited.cancelled_caught:
-                            # A reasoning model can think for minutes before its first
-                            # token; a comment keeps proxies from timing the stream out.
-                            await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
-                            continue
-                        ready = anyio.Event()
-                        if pending:
-                            body = b"".join(pending)
-                            pending.clear()
-                            await send({"type": "http.response.body", "body": body, "more_body": True})
-                        if finished and not pending:
-                            break
-                finally:
-                    tg.cancel_scope.cancel()
+                    await send({"type": "http.response.body", "body": b"data: " + encode_chunk(exc.body()) + b"\n\n",
+                                "more_body": True})
+            self._stop_background(watcher)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            self._stop_background(watcher)
             await self.stream.__aexit__(None, None, None)
 
+    def _stop_background(self, watcher: asyncio.Task[None]) -> None:
+        watcher.cancel()
+        if self._pinger is not None:
+            self._pinger.cancel()
+        if self._ping is not None:
+            self._ping.cancel()
+
     @staticmethod
-    async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                scope.cancel()
-                return
+    async def _watch(receive: Receive, relaying: anyio.CancelScope) -> None:
+        """Cancel the relaying when the client goes away."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        relaying.cancel()
+
+    def _ping_due(self, loop: asyncio.AbstractEventLoop, send: Send) -> None:
+        # A reasoning model can think for minutes before its first token; a
+        # comment keeps proxies from timing the stream out.
+        due = self._last_write + self.ping_seconds
+        if loop.time() >= due and (self._ping is None or self._ping.done()):
+            self._ping = loop.create_task(send({"type": "http.response.body", "body": b": ping\n\n",
+                                                "more_body": True}))  # type: ignore[arg-type]
+            self._last_write = loop.time()
+            due = self._last_write + self.ping_seconds
+        self._pinger = loop.call_at(due, self._ping_due, loop, send)
 
 
 def build_routes(gw: Gateway) -> list[BaseRoute]:
@@ -169,11 +162,11 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         ip = client_ip(request)
         if body.get("stream") is True:
             stream = ChatStream(gw.relay, auth, body, client_ip=ip, request_id=request_id,
-                                path=request.url.path)
+                                path=request.scope["path"], raw=True)
             await stream.__aenter__()
             return _AsResponse(ChatEventStream(stream, request_id))
-        data = await gw.complete(auth, body, client_ip=ip, request_id=request_id, path=request.url.path)
-        return Response(_dumps(data), media_type="application/json")
+        data = await gw.complete(auth, body, client_ip=ip, request_id=request_id, path=request.scope["path"])
+        return Response(encode_chunk(data), media_type="application/json")
 
     def forwarder(endpoint: str, describe: Callable[[dict[str, Any]], tuple[Usage, int]],
                   usage_after: Callable[[dict[str, Any], Usage | None], Usage],
@@ -187,13 +180,13 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
                     raise BadRequest(f"Missing required parameter: '{name}'.", param=name)
             if body.get("stream") and endpoint == COMPLETIONS:
                 stream = ChatStream(gw.relay, auth, body, client_ip=client_ip(request), request_id=request_id,
-                                    path=request.url.path, kind=COMPLETIONS)
+                                    path=request.scope["path"], kind=COMPLETIONS, raw=True)
                 await stream.__aenter__()
                 return _AsResponse(ChatEventStream(stream, request_id))
             if body.get("stream"):
-                raise BadRequest(f"Streaming is not supported on {request.url.path}.", param="stream")
+                raise BadRequest(f"Streaming is not supported on {request.scope['path']}.", param="stream")
             estimate, calls = describe(body)
-            call = await gw.relay.prepare(auth, endpoint=endpoint, path=request.url.path, model=model,
+            call = await gw.relay.prepare(auth, endpoint=endpoint, path=request.scope["path"], model=model,
                                           estimate=estimate, calls=calls, client_ip=client_ip(request),
                                           request_id=request_id, is_stream=False)
             result = await gw.relay.call_endpoint(call, body=body, raw=None, content_type="application/json")
@@ -252,7 +245,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
             raise BadRequest("you must provide a model parameter", param="model")
         if "file" not in fields:
             raise BadRequest("Missing required parameter: 'file'.", param="file")
-        call = await gw.relay.prepare(auth, endpoint=TRANSCRIPTIONS, path=request.url.path, model=model,
+        call = await gw.relay.prepare(auth, endpoint=TRANSCRIPTIONS, path=request.scope["path"], model=model,
                                       estimate=Usage(), client_ip=client_ip(request), request_id=request_id,
                                       is_stream=False)
         result = await gw.relay.call_endpoint(call, body=None, raw=raw, content_type=content_type)
@@ -323,7 +316,7 @@ ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def _method_not_allowed(allowed: list[str]) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         response = error_response(MethodNotAllowed(
-            f"{request.method} is not supported on {request.url.path}; use {' or '.join(allowed)}."),
+            f"{request.method} is not supported on {request.scope['path']}; use {' or '.join(allowed)}."),
             new_request_id())
         response.headers["Allow"] = ", ".join(allowed)
         return response

@@ -7,6 +7,9 @@ It builds an adaptor per attempt from a :class:`ChannelConfig` (a snapshot of a
 
     complete(ChatRequest)   -> ChatResult                   non-stream chat
     stream(ChatRequest)     -> AsyncIterator[dict]          OpenAI chat.completion.chunk dicts
+    stream_raw(request, endpoint) -> AsyncIterator[list[bytes]]
+                                                            the same chunks as the upstream's own
+                                                            JSON bytes (only where ``raw_sse``)
     embed(JSONRequest)      -> JSONResult                   OpenAI embeddings, in and out
     forward(ForwardRequest) -> ForwardResult                raw OpenAI-shaped pass-through
                                                             (completions, images, audio, moderations)
@@ -295,6 +298,9 @@ class Adaptor:
     name: ClassVar[str] = ""  # the channel type, e.g. "openai"
     default_base_url: ClassVar[str] = ""
     supports: ClassVar[frozenset[str]] = frozenset({CHAT})
+    # True when the upstream streams OpenAI's chunks itself: then :meth:`stream_raw`
+    # hands them over unparsed and the HTTP relay forwards them byte for byte.
+    raw_sse: ClassVar[bool] = False
 
     def __init__(self, channel: ChannelConfig, http: httpx.AsyncClient) -> None:
         self.channel = channel
@@ -317,6 +323,16 @@ class Adaptor:
         """Stream a legacy ``/completions`` request as ``text_completion`` chunk dicts (usage last).
 
         Only when ``COMPLETIONS`` is in ``supports``; same failure rules as :meth:`stream`.
+        """
+        raise NotImplementedError
+
+    def stream_raw(self, request: ChatRequest | JSONRequest, endpoint: str) -> AsyncIterator[list[bytes]]:
+        """Stream ``endpoint`` (``CHAT`` or ``COMPLETIONS``) as the upstream's chunk payloads, unparsed.
+
+        Only when ``raw_sse`` is set. Each item is the list of ``data:`` payloads
+        (JSON objects, as bytes) of one network read; ``[DONE]`` ends the
+        iteration and an error event raises :class:`UpstreamFailure`, as in
+        :meth:`stream`. Usage is always asked of the upstream.
         """
         raise NotImplementedError
 

@@ -68,6 +68,7 @@ def readable_errors() -> Iterator[None]:
 
 class CloudflareAdaptor(OpenAIAdaptor):
     name = "cloudflare"
+    raw_sse = False  # the native endpoint streams its own format; errors need rewording
     default_base_url = "https://api.cloudflare.com/client/v4"
     supports: ClassVar[frozenset[str]] = frozenset({CHAT, EMBEDDINGS})
 

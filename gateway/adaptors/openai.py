@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from gateway.adaptors._sse import SSEPayloads, parse_payload
 from gateway.adaptors.base import (
     CHAT,
     COMPLETIONS,
@@ -39,6 +40,7 @@ from gateway.adaptors.base import (
 
 class OpenAIAdaptor(Adaptor):
     name = "openai"
+    raw_sse = True
     default_base_url = "https://api.openai.com/v1"
     supports: ClassVar[frozenset[str]] = frozenset(
         {CHAT, EMBEDDINGS, COMPLETIONS, IMAGES, SPEECH, TRANSCRIPTIONS, MODERATIONS})
@@ -66,36 +68,38 @@ class OpenAIAdaptor(Adaptor):
         return ChatResult(body=data, usage=Usage.from_openai(data.get("usage")))
 
     def stream(self, request: ChatRequest) -> AsyncIterator[dict[str, Any]]:
-        return self._stream("/chat/completions", request.body, request.upstream_model, request.request_id)
+        return self._chunks(self.stream_raw(request, CHAT))
 
     def stream_completion(self, request: JSONRequest) -> AsyncIterator[dict[str, Any]]:
-        return self._stream("/completions", request.body, request.upstream_model, request.request_id)
+        return self._chunks(self.stream_raw(request, COMPLETIONS))
 
-    async def _stream(self, path: str, body: dict[str, Any], upstream_model: str,
-                      request_id: str) -> AsyncIterator[dict[str, Any]]:
-        body = dict(body)
+    @staticmethod
+    async def _chunks(payloads: AsyncIterator[list[bytes]]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for read in payloads:
+                for data in read:
+                    yield RawChunk(parse_payload(data), data)
+        finally:
+            await payloads.aclose()  # type: ignore[attr-defined]
+
+    async def stream_raw(self, request: ChatRequest | JSONRequest, endpoint: str) -> AsyncIterator[list[bytes]]:
+        body = dict(request.body)
         body["stream"] = True
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        path = "/completions" if endpoint == COMPLETIONS else "/chat/completions"
+        events = SSEPayloads()
         with transport_errors():
-            async with self.http.stream("POST", self.url(path, upstream_model), json=body,
-                                        headers=self._headers(request_id)) as response:
+            async with self.http.stream("POST", self.url(path, request.upstream_model), json=body,
+                                        headers=self._headers(request.request_id)) as response:
                 await raise_for_status(response)
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue  # comments (": ping"), event names, blank separators
-                    data = line[5:].strip()
-                    if data == "[DONE]":
+                # Raw reads skip httpx's decoding layers; a compressed stream needs them.
+                reads = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
+                async for block in reads:
+                    payloads = events.feed(block)
+                    if payloads:
+                        yield payloads
+                    if events.done:
                         return
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError:
-                        raise UpstreamFailure(f"the upstream sent a line that is not JSON: {data[:200]}",
-                                              kind=FailureKind.RETRY) from None
-                    if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
-                        err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-                        raise UpstreamFailure(str(err.get("message") or "upstream stream error"),
-                                              kind=FailureKind.RETRY, code=err.get("code"))
-                    yield RawChunk(chunk, data) if isinstance(chunk, dict) else chunk
 
     async def embed(self, request: JSONRequest) -> JSONResult:
         data = await self._post_json(self.url("/embeddings", request.upstream_model), request.body, request.request_id)
