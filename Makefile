@@ -45,7 +45,7 @@ lint: install-test
 	$(BIN)/ruff check .
 
 bench: install-test
-	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/gateway.py --seconds 4
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache

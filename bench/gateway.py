@@ -4,11 +4,19 @@
 
 Starts, each in its own process on 127.0.0.1: the test upstream
 (``tests/upstreams/openai_upstream.py``), the whole permachat deployment (SQLite in
-a temp dir, one worker) and a floor proxy (Starlette + httpx with the same
-aiohttp transport; no auth, billing or logs). Loads each (and the upstream
-directly, and the floor again on httpx's own httpcore pool: "floor-hc") with 1 and 32 concurrent clients, streaming and not, and prints
-requests per second, p50/p99 latency, the gateway/floor ratio and the
-gateway's RSS (idle, and after the load).
+a temp dir, one worker) and two floor proxies (no auth, billing or logs):
+
+- ``floor``: the bare pass-through the issue defines, Starlette + an
+  ``httpx.AsyncClient`` (on the same aiohttp transport as the gateway) used the
+  ordinary way: ``build_request`` and ``send``;
+- ``floor-tx``: the same, sending the way the gateway's hot path does, straight
+  to the transport (:func:`gateway.http_client.send`). The gateway/floor-tx ratio
+  is what auth, billing and logging cost at an equal relaying cost.
+
+Loads each (and the upstream directly) with 1 and 32 concurrent clients,
+streaming and not, and prints requests per second, p50/p99 latency, the CPU
+time each proxy process spent per request (steadier than throughput on a busy
+machine), the ratios, and the gateway's RSS (idle, and after the load).
 """
 
 from __future__ import annotations
@@ -37,8 +45,8 @@ def serve(kind: str, port: int, upstream: str) -> None:
         from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
 
         app = create_upstream_app(UpstreamState(record=False))
-    elif kind in ("floor", "floor-httpcore"):
-        app = floor_app(upstream, aiohttp=kind == "floor")
+    elif kind in ("floor", "floor-tx"):
+        app = floor_app(upstream, direct=kind == "floor-tx")
     else:
         from gateway.settings import Settings
         from webapp.asgi import create_asgi_app
@@ -47,30 +55,31 @@ def serve(kind: str, port: int, upstream: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def floor_app(upstream: str, *, aiohttp: bool = True):
+def floor_app(upstream: str, *, direct: bool = False):
     """The least a relay on this stack can do: forward the body, stream the answer back.
 
-    ``aiohttp=False`` uses httpx's own (httpcore) pool, to compare the transports.
+    ``direct=True`` sends as the gateway does, straight to the transport.
     """
     import contextlib
 
-    import httpx
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response, StreamingResponse
     from starlette.routing import Route
 
+    from gateway import http_client
     from gateway.settings import Settings
-    from webapp.asgi import _http_client
 
-    http = _http_client(Settings.from_env()) if aiohttp else httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), timeout=60)
+    http = http_client.upstream_client(Settings.from_env().upstream_timeout)
+    url = upstream + "/v1/chat/completions"
+    headers = {"content-type": "application/json", "authorization": "Bearer x"}
 
     async def chat(request: Request) -> Response:
         body = await request.body()
-        req = http.build_request("POST", upstream + "/v1/chat/completions", content=body,
-                                 headers={"content-type": "application/json", "authorization": "Bearer x"})
-        resp = await http.send(req, stream=True)
+        if direct:
+            resp = await http_client.send(http, "POST", url, content=body, headers=headers)
+        else:
+            resp = await http.send(http.build_request("POST", url, content=body, headers=headers), stream=True)
         if json.loads(body).get("stream"):
             async def relay():
                 try:
@@ -138,7 +147,7 @@ def prepare_database(data_dir: str, upstream: str) -> str:
     return key
 
 
-async def load(url: str, key: str, clients: int, stream: bool, seconds: float) -> tuple[float, float, float, int]:
+async def load(url: str, key: str, clients: int, stream: bool, seconds: float) -> tuple[float, float, float, int, int]:
     import aiohttp
 
     body = json.dumps(BODY | {"stream": stream}).encode()
@@ -163,13 +172,20 @@ async def load(url: str, key: str, clients: int, stream: bool, seconds: float) -
         elapsed = time.perf_counter() - started
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000, errors
+    return len(latencies) / elapsed, statistics.median(latencies) * 1000, p99 * 1000, errors, len(latencies)
 
 
 def rss_mb(pid: int) -> float:
     import psutil
 
     return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def main() -> None:
@@ -193,25 +209,32 @@ def main() -> None:
             env["PERMACHAT_LOG_LEVEL"] = "warning"
             gw_proc, gateway = start("gateway", env)
             floor_proc, floor = start("floor", env, upstream)
-            core_proc, floor_core = start("floor-httpcore", env, upstream)
-            procs += [gw_proc, floor_proc, core_proc]
+            tx_proc, floor_tx = start("floor-tx", env, upstream)
+            procs += [gw_proc, floor_proc, tx_proc]
+            pids = {"floor": floor_proc.pid, "floor-tx": tx_proc.pid, "gateway": gw_proc.pid}
             time.sleep(1)
             idle = rss_mb(gw_proc.pid)
-            asyncio.run(load(gateway, key, 4, False, 1.0))  # warm-up
-            asyncio.run(load(floor, key, 4, False, 1.0))
-            print(f"{'mode':8} {'clients':>7} {'target':8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+            for url in (gateway, floor, floor_tx):  # warm-up
+                asyncio.run(load(url, key, 4, False, 1.0))
+            print(f"{'mode':8} {'clients':>7} {'target':8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+                  f"{'cpu us/req':>10} {'errors':>6}")
             for stream in (False, True):
                 for clients in (1, 32):
-                    results = {}
-                    targets = (("upstream", upstream), ("floor", floor), ("floor-hc", floor_core), ("gateway", gateway))
+                    results, cpu = {}, {}
+                    targets = (("upstream", upstream), ("floor", floor), ("floor-tx", floor_tx), ("gateway", gateway))
                     for name, url in targets:
+                        before = cpu_seconds(pids[name]) if name in pids else 0.0
                         results[name] = asyncio.run(load(url, key, clients, stream, args.seconds))
-                        rps, p50, p99, errors = results[name]
+                        rps, p50, p99, errors, count = results[name]
+                        cpu[name] = (cpu_seconds(pids[name]) - before) / count * 1e6 if name in pids else 0.0
                         mode = "stream" if stream else "json"
-                        print(f"{mode:8} {clients:>7} {name:8} {rps:8.0f} {p50:8.2f} {p99:8.2f} {errors:>6}")
+                        shown = f"{cpu[name]:10.0f}" if name in pids else f"{'':>10}"
+                        print(f"{mode:8} {clients:>7} {name:8} {rps:8.0f} {p50:8.2f} {p99:8.2f} {shown} {errors:>6}")
                     ratio = results["gateway"][0] / results["floor"][0]
+                    ratio_tx = results["gateway"][0] / results["floor-tx"][0]
                     added = results["gateway"][1] - results["upstream"][1]
-                    print(f"{'':8} {'':>7} gateway/floor throughput {ratio:.2f}x; "
+                    print(f"{'':8} {'':>7} gateway/floor throughput {ratio:.2f}x (cpu {cpu['floor'] / cpu['gateway']:.2f}x), "
+                          f"gateway/floor-tx {ratio_tx:.2f}x (cpu {cpu['floor-tx'] / cpu['gateway']:.2f}x); "
                           f"gateway p50 - direct p50 = {added:+.2f} ms")
             print(f"gateway RSS: idle {idle:.0f} MB, after load {rss_mb(gw_proc.pid):.0f} MB")
         finally:

@@ -29,12 +29,17 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("The request body is empty; send a JSON object.")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
     return data
+
+
+def _no_constants(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (and every upstream) does not.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def require_model(body: dict[str, Any]) -> str:

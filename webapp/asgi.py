@@ -12,9 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 from a2wsgi import WSGIMiddleware
-from httpx_aiohttp import AiohttpTransport
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,21 +20,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway import db as dbmod
+from gateway.http_client import upstream_client
 from gateway.service import Gateway
 from gateway.settings import Settings
 
 log = logging.getLogger("permachat")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-
-
-def _http_client(settings: Settings) -> httpx.AsyncClient:
-    # aiohttp's pool holds up under many concurrent streams where httpcore's degrades
-    # (ARCHITECTURE.md); the same httpx API on top.
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)
-    timeout = httpx.Timeout(connect=10, read=settings.upstream_timeout, write=60, pool=10)
-    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False), timeout=timeout,
-                             limits=limits, trust_env=False)
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -60,7 +50,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     flask_app = create_app(settings)
     # Built here, not in the lifespan, because its routes must be in the root app
     # from the start; the lifespan opens the client and starts the gateway.
-    http = _http_client(settings)
+    http = upstream_client(settings.upstream_timeout)
     gateway = Gateway(settings, http)
 
     @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from gateway import http_client
 from gateway.adaptors._sse import SSEPayloads, parse_payload
 from gateway.adaptors.base import (
     CHAT,
@@ -89,8 +90,9 @@ class OpenAIAdaptor(Adaptor):
         path = "/completions" if endpoint == COMPLETIONS else "/chat/completions"
         events = SSEPayloads()
         with transport_errors():
-            async with self.http.stream("POST", self.url(path, request.upstream_model), json=body,
-                                        headers=self._headers(request.request_id)) as response:
+            response = await http_client.send(self.http, "POST", self.url(path, request.upstream_model),
+                                              content=_encode(body), headers=self._headers(request.request_id))
+            try:
                 await raise_for_status(response)
                 # Raw reads skip httpx's decoding layers; a compressed stream needs them.
                 reads = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
@@ -100,6 +102,8 @@ class OpenAIAdaptor(Adaptor):
                         yield payloads
                     if events.done:
                         return
+            finally:
+                await response.aclose()
 
     async def embed(self, request: JSONRequest) -> JSONResult:
         data = await self._post_json(self.url("/embeddings", request.upstream_model), request.body, request.request_id)
@@ -121,13 +125,17 @@ class OpenAIAdaptor(Adaptor):
         return ForwardResult(status=response.status_code, content=content, content_type=content_type, usage=usage)
 
     def _headers(self, request_id: str) -> dict[str, str]:
-        return self.headers | {"X-Request-Id": request_id}
+        return self.headers | {"Content-Type": "application/json", "X-Request-Id": request_id}
 
     async def _post_json(self, url: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
         with transport_errors():
-            response = await self.http.post(url, json=body, headers=self._headers(request_id))
-            await raise_for_status(response)
-            content = await response.aread()
+            response = await http_client.send(self.http, "POST", url, content=_encode(body),
+                                              headers=self._headers(request_id))
+            try:
+                await raise_for_status(response)
+                content = await response.aread()
+            finally:
+                await response.aclose()
         try:
             data = json.loads(content)
         except ValueError:
@@ -136,6 +144,10 @@ class OpenAIAdaptor(Adaptor):
         if not isinstance(data, dict):
             raise UpstreamFailure("the upstream answered with JSON that is not an object", kind=FailureKind.RETRY)
         return RawChunk(data, content)
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 class GroqAdaptor(OpenAIAdaptor):
