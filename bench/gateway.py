@@ -9,9 +9,11 @@ a temp dir, one worker) and two floor proxies (no auth, billing or logs):
 - ``floor``: the bare pass-through the issue defines, Starlette + an
   ``httpx.AsyncClient`` (on the same aiohttp transport as the gateway) used the
   ordinary way: ``build_request`` and ``send``;
-- ``floor-tx``: the same, sending the way the gateway's hot path does, straight
-  to the transport (:func:`gateway.http_client.send`). The gateway/floor-tx ratio
-  is what auth, billing and logging cost at an equal relaying cost.
+- ``floor-tx``: the same with the gateway's own choices for the process: it sends
+  the way the gateway's hot path does, straight to the transport
+  (:func:`gateway.http_client.send`), and tunes the garbage collector as the
+  gateway does (:func:`webapp.asgi.tune_gc`). The gateway/floor-tx ratio is what
+  auth, billing and logging cost at an equal relaying cost.
 
 Loads each (and the upstream directly) with 1 and 32 concurrent clients,
 streaming and not, and prints requests per second, p50/p99 latency, the CPU
@@ -94,6 +96,10 @@ def floor_app(upstream: str, *, direct: bool = False):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         async with http:
+            if direct:
+                from webapp.asgi import tune_gc
+
+                tune_gc()
             yield
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])], lifespan=lifespan)

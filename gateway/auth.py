@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.errors import AuthenticationError, InsufficientQuotaError, PermissionDenied
 from gateway.keys import hash_secret
@@ -74,16 +75,33 @@ def extract_key(headers: Mapping[str, str], query: Mapping[str, str] | None = No
     return None
 
 
+def request_key(request: Any) -> str | None:
+    """The key of a Starlette request; the query string is parsed only when no header has one."""
+    key = extract_key(request.headers)
+    if key is None and request.scope.get("query_string"):
+        key = extract_key({}, request.query_params)
+    return key
+
+
 class KeyCache:
     """A short-lived cache of key lookups; :meth:`forget` drops one after a change."""
 
     def __init__(self, ttl: float = CACHE_SECONDS) -> None:
         self.ttl = ttl
         self._rows: dict[str, tuple[float, KeyInfo | None]] = {}
+        self._digests: dict[str, str] = {}  # key -> its SHA-256, so a busy key is hashed once
         self._lock = threading.Lock()
 
+    def _digest(self, key: str) -> str:
+        digest = self._digests.get(key)
+        if digest is None:
+            if len(self._digests) > 50_000:
+                self._digests.clear()
+            digest = self._digests[key] = hash_secret(key)
+        return digest
+
     def lookup(self, key: str) -> KeyInfo | None:
-        digest = hash_secret(key)
+        digest = self._digest(key)
         now = time.monotonic()
         with self._lock:
             hit = self._rows.get(digest)
@@ -102,7 +120,7 @@ class KeyCache:
         Never touches the database, so the event loop can call it directly and go
         to a worker thread only on a miss.
         """
-        hit = self._rows.get(hash_secret(key))
+        hit = self._rows.get(self._digest(key))
         if hit is not None and hit[0] > time.monotonic():
             return True, hit[1]
         return False, None

@@ -32,7 +32,7 @@ from gateway.adaptors.base import (
     TRANSCRIPTIONS,
     Usage,
 )
-from gateway.auth import KeyInfo, extract_key
+from gateway.auth import KeyInfo, request_key
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.relay import ChatStream, encode_chunk, new_request_id
 from gateway.validation import parse_json, read_body, require_model
@@ -149,7 +149,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
     limit = gw.settings.max_body_bytes
 
     async def auth_of(request: Request) -> KeyInfo:
-        return await gw.authenticate(extract_key(request.headers, request.query_params), client_ip(request))
+        return await gw.authenticate(request_key(request), client_ip(request))
 
     async def json_body(request: Request) -> dict[str, Any]:
         return parse_json(await read_body(request, limit))

@@ -8,6 +8,7 @@ workers) is owned by the lifespan here.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +28,19 @@ from gateway.settings import Settings
 log = logging.getLogger("permachat")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def tune_gc() -> None:
+    """Freeze what start-up built, and collect young objects less often.
+
+    A relayed request allocates a few thousand objects. With Python's default
+    threshold (700) the collector ran several times per request, and every full
+    collection walked the ~90,000 objects of the loaded modules; together about
+    a sixth of the gateway's CPU time. Frozen objects are never walked again.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(7000, 20, 50)
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -60,6 +74,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
             app.state.http = client
             await gateway.start()
             app.state.gateway = gateway
+            tune_gc()
             try:
                 yield
             finally:

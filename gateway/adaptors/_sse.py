@@ -48,7 +48,13 @@ class SSEPayloads:
 
 
 def _data_of(event: bytes) -> bytes | None:
-    """The data of one SSE event as the spec joins it; None when it has no data line."""
+    """The data of one SSE event on one line; None when it has no data line.
+
+    The spec joins an event's data lines with newlines. In JSON a newline can
+    only be whitespace between tokens (one inside a string is escaped), so they
+    are joined with spaces instead: the payload then stays one ``data:`` line
+    when it is relayed.
+    """
     parts = []
     for line in event.split(b"\n"):
         if line.startswith(b"data:"):
@@ -56,7 +62,7 @@ def _data_of(event: bytes) -> bytes | None:
             parts.append(value[1:] if value.startswith(b" ") else value)
     if not parts:
         return None
-    return b"\n".join(parts).strip()
+    return b" ".join(parts).strip()
 
 
 def parse_payload(data: bytes) -> dict[str, Any]:

@@ -276,6 +276,13 @@ async def raise_for_status(response: httpx.Response) -> None:
                           error_type=error_type)
 
 
+async def read_all(response: httpx.Response) -> bytes:
+    """The whole body; read straight off the transport's stream unless it needs decoding."""
+    if "content-encoding" in response.headers:
+        return await response.aread()
+    return b"".join([part async for part in response.stream])  # type: ignore[union-attr]
+
+
 @contextlib.contextmanager
 def transport_errors() -> Iterator[None]:
     """Translate httpx's network errors into retryable :class:`UpstreamFailure`."""

@@ -35,6 +35,7 @@ from gateway.adaptors.base import (
     UpstreamFailure,
     Usage,
     raise_for_status,
+    read_all,
     transport_errors,
 )
 
@@ -133,7 +134,7 @@ class OpenAIAdaptor(Adaptor):
                                               headers=self._headers(request_id))
             try:
                 await raise_for_status(response)
-                content = await response.aread()
+                content = await read_all(response)
             finally:
                 await response.aclose()
         try:
