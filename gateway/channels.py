@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from gateway.adaptors import adaptor_class
 from gateway.adaptors.base import Adaptor, ChannelConfig
 from gateway.models import Channel, ModelPrice, Option, utcnow
@@ -45,10 +47,25 @@ class ChannelInfo:
     settings: dict[str, Any]
     adaptor: type[Adaptor]
 
+    _adaptors: dict[tuple[str, int], Adaptor] = field(default_factory=dict, compare=False, repr=False)
+
     def config(self) -> ChannelConfig:
         key = self.keys[0] if len(self.keys) == 1 else random.choice(self.keys)
         return ChannelConfig(id=self.id, type=self.type, name=self.name, base_url=self.base_url, key=key,
                              settings=self.settings, model_mapping=self.model_mapping)
+
+    def adaptor_for(self, http: httpx.AsyncClient) -> Adaptor:
+        """An adaptor for one attempt, on one of the channel's keys chosen at random.
+
+        Adaptors hold no state between requests, so one per key is built per
+        snapshot of the channel rather than one per request.
+        """
+        config = self.config()
+        cache_key = (config.key, id(http))
+        adaptor = self._adaptors.get(cache_key)
+        if adaptor is None:
+            adaptor = self._adaptors[cache_key] = self.adaptor(config, http)
+        return adaptor
 
 
 @dataclass

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import quota
-from gateway.db import db, sql
+from gateway.db import db, run_sync, sql
 from gateway.models import RequestLog, utcnow
-from gateway.writes import run_write
+from gateway.writes import checkpoint, run_write, try_inline_peewee
 
 log = logging.getLogger("permachat.gateway")
 
 BATCH = 500
+INLINE_BATCH = 100  # a larger batch goes to the worker thread rather than hold up the event loop
+CHECKPOINT_SECONDS = 2.0
 # Wait this long for more entries before writing a small batch: each batch holds
 # the single SQLite writer, and the next request's reservation waits behind it.
 COALESCE_SECONDS = 0.025
@@ -72,6 +74,8 @@ class Ledger:
         await self.flush()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        checkpointed = loop.time()
         while not self._closing:
             await self._wake.wait()
             if len(self._queue) < BATCH and not self._closing:
@@ -79,6 +83,10 @@ class Ledger:
             self._wake.clear()
             try:
                 await self._write_batch()
+                if loop.time() - checkpointed > CHECKPOINT_SECONDS:
+                    # Inline writes never checkpoint the WAL themselves (see gateway.writes).
+                    checkpointed = loop.time()
+                    await run_sync(checkpoint)
             except Exception:  # keep the writer alive; the batch was re-queued
                 log.exception("could not write usage logs; will retry")
                 await asyncio.sleep(0.5)
@@ -89,7 +97,9 @@ class Ledger:
         if not batch:
             return
         try:
-            charged = await run_write(lambda: _write(batch))
+            done, charged = try_inline_peewee(lambda: _write(batch)) if len(batch) <= INLINE_BATCH else (False, None)
+            if not done:
+                charged = await run_write(lambda: _write(batch))
         except Exception:
             # Nothing of the batch was committed (one transaction): put it back in front.
             for item in batch:
@@ -97,7 +107,7 @@ class Ledger:
                     item.reservation.settled = False
             self._queue[:0] = batch
             raise
-        for entry, units in charged:
+        for entry, units in charged or ():
             if entry.done is not None and not entry.done.done():
                 entry.done.set_result(units)
         if self._queue:

@@ -158,7 +158,7 @@ class Relay:
             tried.append(channel.id)
             call.channel = channel
             call.upstream_model = channel.model_mapping.get(call.model, call.model)
-            adaptor = channel.adaptor(channel.config(), self.http)
+            adaptor = channel.adaptor_for(self.http)
             call.reached_upstream = True
             try:
                 return await attempt(adaptor, call.upstream_model)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
+from peewee import OperationalError
 
 from gateway.db import db, is_sqlite
 
@@ -94,34 +95,52 @@ writer = GroupWriter()
 _inline_connection: sqlite3.Connection | None = None
 
 
-def try_inline(op: Callable[[sqlite3.Cursor], T]) -> tuple[bool, T | None]:
-    """Run a short write right here, in the event loop, when that is cheaper and cannot block.
+def inline_connection() -> sqlite3.Connection | None:
+    """The event loop thread's own SQLite connection, when a write may run on it now; else None.
 
     Handing a write to a worker thread and back costs several hundred
-    microseconds (two thread wake-ups); a reservation on SQLite costs well under
-    a hundred. So on SQLite, when no batch of ours is being written, ``op`` runs
-    inline in one transaction on the loop thread's own connection, whose busy
-    timeout is zero: if anyone else holds the write lock, SQLite says so at once
-    and the caller takes the queue instead. ``op`` gets the bare ``sqlite3``
-    cursor (peewee's transaction objects cost more than the SQL); an exception
-    from it rolls the transaction back. Never on PostgreSQL (a network round trip).
-    Returns ``(False, None)`` when the caller must use :func:`run_write`.
+    microseconds (two thread wake-ups), and the worker then competes with the
+    event loop for the GIL; a reservation on SQLite costs well under a hundred.
+    So on SQLite, when no batch of ours is being written in the worker, short
+    writes run inline on this connection. Its busy timeout is zero: if anyone
+    else holds the write lock, SQLite says so at once and the caller takes the
+    queue instead. It never checkpoints the WAL itself (that can take
+    milliseconds): :func:`checkpoint` does, in a worker thread. Never on
+    PostgreSQL (a network round trip).
     """
     global _inline_connection
     if writer.busy or not is_sqlite():
-        return False, None
+        return None
     db.connect(reuse_if_open=True)
     connection = db.connection()
     if connection is not _inline_connection:
         connection.execute("PRAGMA busy_timeout = 0")
+        connection.execute("PRAGMA wal_autocheckpoint = 0")
         _inline_connection = connection
     if connection.in_transaction:  # someone on this thread is mid-transaction: not ours to join
+        return None
+    return connection
+
+
+def _is_busy(exc: Exception) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def try_inline(op: Callable[[sqlite3.Cursor], T]) -> tuple[bool, T | None]:
+    """Run ``op`` in one transaction on :func:`inline_connection`, if there is one.
+
+    ``op`` gets the bare ``sqlite3`` cursor (peewee's transaction objects cost
+    more than the SQL); an exception from it rolls the transaction back.
+    Returns ``(False, None)`` when the caller must use :func:`run_write`.
+    """
+    connection = inline_connection()
+    if connection is None:
         return False, None
     cursor = connection.cursor()
     try:
         cursor.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if _is_busy(exc):
             return False, None
         raise
     try:
@@ -131,6 +150,24 @@ def try_inline(op: Callable[[sqlite3.Cursor], T]) -> tuple[bool, T | None]:
         raise
     connection.commit()
     return True, result
+
+
+def try_inline_peewee(op: Callable[[], T]) -> tuple[bool, T | None]:
+    """Like :func:`try_inline` for an ``op`` written with peewee, which opens its own transaction."""
+    if inline_connection() is None:
+        return False, None
+    try:
+        return True, op()
+    except OperationalError as exc:  # the BEGIN found the lock taken: nothing was written
+        if _is_busy(exc):
+            return False, None
+        raise
+
+
+def checkpoint() -> None:
+    """Copy the WAL back into the database file (blocking: call from a worker thread)."""
+    if is_sqlite():
+        db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 async def run_write(op: Callable[[], T], *, on_abandon: Callable[[T], None] | None = None) -> T:

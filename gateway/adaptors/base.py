@@ -1,9 +1,9 @@
 """The adaptor protocol: one small class per upstream wire format.
 
 In the spirit of httpx's transports, the relay knows nothing about providers.
-It builds an adaptor per attempt from a :class:`ChannelConfig` (a snapshot of a
-``Channel`` row with one upstream key chosen) and the process's shared
-``httpx.AsyncClient``, then calls one of:
+It builds an adaptor from a :class:`ChannelConfig` (a snapshot of a ``Channel``
+row with one upstream key chosen) and the process's shared ``httpx.AsyncClient``,
+keeps it for that key while the channel's snapshot lives, and calls one of:
 
     complete(ChatRequest)   -> ChatResult                   non-stream chat
     stream(ChatRequest)     -> AsyncIterator[dict]          OpenAI chat.completion.chunk dicts
@@ -298,8 +298,9 @@ def transport_errors() -> Iterator[None]:
 class Adaptor:
     """One upstream wire format. Subclasses set the class attributes and implement what they support.
 
-    Construction is cheap (the relay builds one per attempt); keep per-provider
-    set-up (URLs, headers) in ``__init__`` and never hold state across requests.
+    The relay reuses an instance for every request on one channel key (see
+    ``ChannelInfo.adaptor_for``): keep per-provider set-up (URLs, headers) in
+    ``__init__`` and never hold state across requests.
     """
 
     name: ClassVar[str] = ""  # the channel type, e.g. "openai"
