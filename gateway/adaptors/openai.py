@@ -95,8 +95,8 @@ class OpenAIAdaptor(Adaptor):
                                               content=_encode(body), headers=self._headers(request.request_id))
             try:
                 await raise_for_status(response)
-                # Raw reads skip httpx's decoding layers; a compressed stream needs them.
-                reads = response.aiter_bytes() if "content-encoding" in response.headers else response.aiter_raw()
+                # The transport's own stream skips httpx's decoding layers; a compressed stream needs them.
+                reads = response.aiter_bytes() if "content-encoding" in response.headers else response.stream
                 async for block in reads:
                     payloads = events.feed(block)
                     if payloads:
