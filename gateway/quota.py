@@ -112,8 +112,9 @@ def settle_many(items: list[tuple[Reservation, int]]) -> list[int]:
             reservation.settled = True
             actual = max(0, actual)
             if actual > reservation.units:
+                # _take_extra takes the part above the reservation itself: nothing to give back.
                 actual = reservation.units + _take_extra(reservation, actual - reservation.units)
-            give = reservation.units - actual
+            give = max(0, reservation.units - actual)
             u = users.setdefault(reservation.user_id, [0, 0, 0])
             u[0] += give
             u[1] += actual

@@ -94,6 +94,12 @@ class Usage:
         """Read OpenAI's ``usage`` object; None when absent or not an object."""
         if not isinstance(data, Mapping):
             return None
+        if "prompt_tokens" not in data and "input_tokens" in data:
+            # The newer shape (audio transcriptions with gpt-4o-transcribe, the Responses API).
+            details = data.get("input_tokens_details") or {}
+            return cls(prompt_tokens=int(data.get("input_tokens") or 0),
+                       completion_tokens=int(data.get("output_tokens") or 0),
+                       cached_tokens=int((details.get("cached_tokens") if isinstance(details, Mapping) else 0) or 0))
         details = data.get("prompt_tokens_details") or {}
         return cls(prompt_tokens=int(data.get("prompt_tokens") or 0),
                    completion_tokens=int(data.get("completion_tokens") or 0),

@@ -18,13 +18,14 @@ MSGS = [{"role": "user", "content": "Hi"}]
 @pytest.fixture
 def world(upstream, make_account, price, channel, serve):
     channel(upstream, models="gpt-4o-mini,gpt-4o,text-embedding-3-small,dall-e-3,tts-1,whisper-1,"
-                             "omni-moderation-latest,gpt-3.5-turbo-instruct")
+                             "omni-moderation-latest,gpt-3.5-turbo-instruct,gpt-4o-transcribe")
     for model in ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "gpt-3.5-turbo-instruct",
                   "omni-moderation-latest"):
         price(model)
     price("dall-e-3", "0", "0", per_call="0.04")
     price("tts-1", "15", "0")
     price("whisper-1", "0", "0", per_call="0.006")
+    price("gpt-4o-transcribe", "6", "10")
     acct = make_account()
     server = serve(max_body_bytes=4096)
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=acct.key, max_retries=0)
@@ -77,6 +78,18 @@ def test_embeddings_completions_images_speech_transcriptions_moderations(world):
     assert rows["/v1/audio/speech"].prompt_tokens == len("Hello there")
     assert rows["/v1/audio/transcriptions"].quota == 3_000
     assert rows["/v1/embeddings"].prompt_tokens == 3
+
+
+def test_token_priced_transcriptions_are_billed_by_the_tokens_the_upstream_reports(world):
+    server, acct, client, upstream = world
+    before = acct.refresh().user.quota
+    text = client.audio.transcriptions.create(model="gpt-4o-transcribe", file=("a.wav", io.BytesIO(b"x" * 1000)))
+    assert text.text == "transcribed 1000 bytes with gpt-4o-transcribe"
+    [row] = wait_logs(1)
+    # 103 audio+text tokens in at 6 USD per million, 5 words out at 10 USD per million, in units (500,000 = 1 USD)
+    assert (row.prompt_tokens, row.completion_tokens) == (103, 5)
+    assert row.quota == -(-103 * 3_000_000 // 1_000_000) + -(-5 * 5_000_000 // 1_000_000) == 334
+    assert acct.refresh().user.quota == before - 334
 
 
 def test_legacy_completions_stream_billed_like_chat(world):

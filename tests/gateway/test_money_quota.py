@@ -44,6 +44,24 @@ def test_reserve_settle_refund(database):
     assert RequestLog.select().where(RequestLog.kind == "topup").count() == 1
 
 
+def test_a_charge_above_the_reservation_is_taken_once_and_never_below_zero(database):
+    user = create_user("extra@example.com", "password123")
+    topup(user, "1")  # 500,000 units
+    token = create_token(user, usd="0.5").token  # 250,000 units
+    r = quota.reserve(user.id, token.id, 1_000)
+    # The upstream reported more than was reserved (an underestimated prompt).
+    assert quota.settle(r, 4_000) == 4_000
+    assert User.get_by_id(user.id).quota == 496_000
+    assert Token.get_by_id(token.id).remain_quota == 246_000
+    assert User.get_by_id(user.id).used_quota == 4_000 and Token.get_by_id(token.id).used_quota == 4_000
+    nothing_reserved = quota.reserve(user.id, token.id, 0)
+    assert quota.settle(nothing_reserved, 700) == 700
+    assert User.get_by_id(user.id).quota == 495_300 and Token.get_by_id(token.id).remain_quota == 245_300
+    r = quota.reserve(user.id, token.id, 1_000)
+    assert quota.settle(r, 10**9) == 245_300, "capped at what the key had left"
+    assert Token.get_by_id(token.id).remain_quota == 0 and User.get_by_id(user.id).quota == 250_000
+
+
 def test_concurrent_reservations_never_overspend(database):
     user = create_user("c@example.com", "password123")
     topup(user, "1")  # 500,000 units: room for exactly 5 reservations of 100,000

@@ -240,7 +240,15 @@ def create_upstream_app(state: UpstreamState | None = None) -> Starlette:
         if upload is None or isinstance(upload, str):
             return error(400, "Missing required parameter: 'file'.", param="file")
         size = len(await upload.read())
-        return JSONResponse({"text": f"transcribed {size} bytes with {form.get('model')}"})
+        text = f"transcribed {size} bytes with {form.get('model')}"
+        if str(form.get("model")).startswith("gpt-4o"):
+            # As OpenAI reports the token-priced transcription models' usage.
+            audio_tokens = max(1, size // 10)
+            return JSONResponse({"text": text, "usage": {
+                "type": "tokens", "input_tokens": audio_tokens + 3,
+                "input_token_details": {"text_tokens": 3, "audio_tokens": audio_tokens},
+                "output_tokens": len(words(text)), "total_tokens": audio_tokens + 3 + len(words(text))}})
+        return JSONResponse({"text": text, "usage": {"type": "duration", "seconds": 1}})
 
     async def moderations(request: Request) -> Response:
         body, _, refused = await read(request)
