@@ -80,10 +80,13 @@ def reserve_in(cursor: Any, user_id: int, token_id: int | None, units: int, *,
     key_id = None if token_unlimited else token_id
     if units == 0:
         return Reservation(user_id, key_id, 0, spender_id=token_id)
-    if cursor.execute(sql(_TAKE_USER), (units, user_id, units)).rowcount != 1:
+    cursor.execute(sql(_TAKE_USER), (units, user_id, units))  # psycopg2's execute returns None
+    if cursor.rowcount != 1:
         raise InsufficientQuota("user", units)
-    if key_id is not None and cursor.execute(sql(_TAKE_TOKEN), (units, key_id, units)).rowcount != 1:
-        raise InsufficientQuota("token", units)
+    if key_id is not None:
+        cursor.execute(sql(_TAKE_TOKEN), (units, key_id, units))
+        if cursor.rowcount != 1:
+            raise InsufficientQuota("token", units)
     return Reservation(user_id, key_id, units, spender_id=token_id)
 
 
