@@ -402,9 +402,19 @@ class ChatStream:
                 self._unread.append(data)
                 kept.append(plain)
                 continue
-            chunk = self._accept(RawChunk(parse_payload(data), data))
-            if chunk is not None:
-                kept.append(data if type(chunk) is RawChunk else encode_chunk(chunk))
+            parsed = parse_payload(data)
+            chunk = self._accept(RawChunk(parsed, data))
+            if chunk is None:
+                continue
+            if type(chunk) is RawChunk:
+                kept.append(data)
+                continue
+            if parsed.get("usage") is None:  # all _accept changed: it dropped OpenAI's "usage": null
+                stripped = data.replace(b',"usage":null', b"").replace(b', "usage": null', b"")
+                if b'"usage"' not in stripped:
+                    kept.append(stripped)  # cheaper than re-encoding the chunk
+                    continue
+            kept.append(encode_chunk(chunk))
         return b"data: " + b"\n\ndata: ".join(kept) + b"\n\n" if kept else b""
 
     async def _usage_tail(self) -> dict[str, Any] | None:

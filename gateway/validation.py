@@ -29,7 +29,7 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("The request body is empty; send a JSON object.")
     try:
-        data = json.loads(raw, parse_constant=_no_constants)
+        data = _decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(data, dict):
@@ -40,6 +40,10 @@ def parse_json(raw: bytes) -> dict[str, Any]:
 def _no_constants(name: str) -> Any:
     # Python's json accepts NaN and Infinity; JSON (and every upstream) does not.
     raise ValueError(f"{name} is not a JSON value")
+
+
+# Built once: json.loads with any option builds a new decoder on every call.
+_decoder = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def require_model(body: dict[str, Any]) -> str:

@@ -111,8 +111,12 @@ def inline_connection() -> sqlite3.Connection | None:
     global _inline_connection
     if writer.busy or not is_sqlite():
         return None
-    db.connect(reuse_if_open=True)
-    connection = db.connection()
+    # Peewee keeps each thread's connection in ``_state``; reading it directly
+    # skips connect()'s lock and checks, which cost more than the reservation's SQL.
+    connection = db.obj._state.conn
+    if connection is None:
+        db.connect(reuse_if_open=True)
+        connection = db.connection()
     if connection is not _inline_connection:
         connection.execute("PRAGMA busy_timeout = 0")
         connection.execute("PRAGMA wal_autocheckpoint = 0")
