@@ -11,9 +11,10 @@ a temp dir, one worker) and two floor proxies (no auth, billing or logs):
   ordinary way: ``build_request`` and ``send``;
 - ``floor-tx``: the same with the gateway's own choices for the process: it sends
   the way the gateway's hot path does, straight to the transport
-  (:func:`gateway.http_client.send`), and tunes the garbage collector as the
-  gateway does (:func:`webapp.asgi.tune_gc`). The gateway/floor-tx ratio is what
-  auth, billing and logging cost at an equal relaying cost.
+  (:func:`gateway.http_client.send`), is dispatched past Starlette's middlewares
+  (:class:`webapp.asgi.Deployment`) and tunes the garbage collector
+  (:func:`webapp.asgi.tune_gc`) as the gateway does. The gateway/floor-tx ratio
+  is what auth, billing and logging cost at an equal relaying cost.
 
 Loads each (and the upstream directly) with 1 and 32 concurrent clients,
 streaming and not, and prints requests per second, p50/p99 latency, the CPU
@@ -102,7 +103,13 @@ def floor_app(upstream: str, *, direct: bool = False):
                 tune_gc()
             yield
 
-    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])], lifespan=lifespan)
+    if not direct:
+        return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])], lifespan=lifespan)
+    from webapp.asgi import Deployment
+
+    app = Deployment(routes=[Route("/v1/chat/completions", chat, methods=["POST"])], lifespan=lifespan)
+    app.fast_endpoints = {("POST", "/v1/chat/completions"): chat}
+    return app
 
 
 def free_port() -> int:
