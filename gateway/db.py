@@ -65,18 +65,18 @@ def bind(url: str) -> Database:
     """Bind the shared proxy to the database at ``url`` and return it."""
     database = open_database(url)
     db.initialize(database)
+    _sql_cache.clear()
     return database
 
 
-_sql_cache: dict[tuple[str, str], str] = {}
+_sql_cache: dict[str, str] = {}  # for the bound database; bind() empties it
 
 
 def sql(statement: str) -> str:
     """A hand-written statement with ``?`` placeholders, as the bound driver spells them."""
-    key = (statement, db.param)
-    text = _sql_cache.get(key)
+    text = _sql_cache.get(statement)
     if text is None:
-        text = _sql_cache[key] = statement.replace("?", db.param)
+        text = _sql_cache[statement] = statement.replace("?", db.param)
     return text
 
 

@@ -532,12 +532,13 @@ def plain_payload(data: bytes, include_usage: bool) -> bytes | None:
     if b'"choices":[]' in data or b'"choices": []' in data:
         return None
     finishes = data.count(b'"finish_reason"')
-    if finishes and finishes != data.count(_NULL_FINISH[0]) + data.count(_NULL_FINISH[1]):
+    if finishes and finishes != data.count(_NULL_FINISH[0]) and \
+            finishes != data.count(_NULL_FINISH[0]) + data.count(_NULL_FINISH[1]):
         return None
     usages = data.count(b'"usage"')
     if not usages:
         return data
-    if usages != data.count(_NULL_USAGE[0]) + data.count(_NULL_USAGE[1]):
+    if usages != data.count(_NULL_USAGE[0]) and usages != data.count(_NULL_USAGE[0]) + data.count(_NULL_USAGE[1]):
         return None
     if include_usage:
         return data  # OpenAI's own "usage": null on every chunk when usage is asked for
