@@ -26,10 +26,16 @@ class SSEPayloads:
     def feed(self, block: bytes) -> list[bytes]:
         if self._rest:
             block = self._rest + block
-        if b"\r" in block:  # CRLF framing; a lone CR at the end waits for its LF in the rest
-            block = block.replace(b"\r\n", b"\n")
+        held = b""
+        if b"\r" in block:
+            # The spec allows CRLF, LF and a lone CR as line ends. A CR that ends this
+            # read waits, as its LF may start the next one; not after another CR (CRLF
+            # framing never has two in a row, so both end lines).
+            if block.endswith(b"\r") and not block.endswith(b"\r\r"):
+                block, held = block[:-1], b"\r"
+            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events = block.split(b"\n\n")
-        self._rest = events.pop()
+        self._rest = events.pop() + held
         out: list[bytes] = []
         for event in events:
             if event.startswith(b"data: {") and b"\n" not in event:

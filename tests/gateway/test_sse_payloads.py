@@ -56,14 +56,14 @@ def feed_all(pieces: list[bytes]) -> tuple[list[bytes], SSEPayloads]:
 # -- SSEPayloads -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
 def test_one_read_gives_every_payload_and_done(newline):
     out, events = feed_all([stream_of(PAYLOADS, newline)])
     assert out == PAYLOADS
     assert events.done
 
 
-@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
 def test_a_split_at_every_byte_boundary_gives_the_same_payloads(newline):
     data = stream_of(PAYLOADS[1:3], newline)
     for cut in range(1, len(data)):
@@ -72,7 +72,7 @@ def test_a_split_at_every_byte_boundary_gives_the_same_payloads(newline):
         assert events.done, f"split at byte {cut}"
 
 
-@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
 def test_one_event_split_across_many_reads_at_every_pair_of_boundaries(newline):
     data = b"data: " + PAYLOADS[2] + newline + newline
     for first in range(1, len(data) - 1):
@@ -81,7 +81,7 @@ def test_one_event_split_across_many_reads_at_every_pair_of_boundaries(newline):
             assert out == [PAYLOADS[2]], f"cuts at {first} and {second}"
 
 
-@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
 def test_byte_by_byte_reads_give_the_same_payloads(newline):
     data = stream_of(PAYLOADS, newline)
     events = SSEPayloads()
