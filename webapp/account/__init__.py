@@ -22,7 +22,8 @@ def init_app(app: Flask) -> None:
     from webapp.api import bp as api_bp
     from webapp.pages import bp as pages_bp
 
-    app.extensions["permachat.console_limits"] = Limits(app.config["PERMACHAT_SETTINGS"].redis_url)
+    settings = app.config["PERMACHAT_SETTINGS"]
+    app.extensions["permachat.console_limits"] = Limits(settings.redis_url, settings.registrations_per_hour)
     app.add_template_filter(lambda units: format_usd(int(units or 0)), "usd")
     csrf.exempt(api_bp)
     for blueprint in (bp, pages_bp, admin_bp, api_bp):

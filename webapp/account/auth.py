@@ -27,21 +27,29 @@ def register() -> Response:
     """Create an account and log in."""
     error = ""
     email = ""
+    status = 200
     if request.method == "POST":
         email = request.form.get("email", "")
         password = request.form.get("password", "")
-        if password != request.form.get("password2", password):
-            error = _("The two passwords differ.")
+        registrations = limits.current().register
+        wait = registrations.retry_after(client_ip()) if registrations is not None else 0
+        if wait:
+            error, status = _("Too many new accounts from your address. Try again in %(minutes)s minutes.",
+                              minutes=max(1, round(wait / 60))), 429
+        elif password != request.form.get("password2", password):
+            error, status = _("The two passwords differ."), 400
         else:
             try:
                 user = create_user(email, password)
             except AccountError as exc:
-                error = localise(str(exc))
+                error, status = localise(str(exc)), 400
             else:
+                if registrations is not None:
+                    registrations.fail(client_ip())  # counts an account made, not a failure
                 login_user(SessionUser(user), remember=True)
                 return redirect(url_for("account.topup"), code=303)
     return render("account/register.html", "account/_register.html", {"error": {"message": error}} if error else None,
-                  status=400 if error else 200, error=error, email=email)
+                  status=status, error=error, email=email)
 
 
 @bp.route("/login", methods=["GET", "POST"])

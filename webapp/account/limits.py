@@ -1,4 +1,4 @@
-"""Failure counters for logins and code redemptions, per client IP and account.
+"""Counters for logins and code redemptions (failures) and registrations, per client IP and account.
 
 Without ``PERMACHAT_REDIS_URL`` the counts live in memory, per process: with
 several workers or replicas each keeps its own, so an attacker gets at most
@@ -128,12 +128,17 @@ class FailureLimiter:
 class Limits:
     """The console's limiters for one app, counting in memory or in the Redis at ``redis_url``."""
 
-    def __init__(self, redis_url: str = "") -> None:
+    def __init__(self, redis_url: str = "", registrations_per_hour: int = 0) -> None:
         self.login = FailureLimiter("login", limit=5, window=300)
         self.redeem = FailureLimiter("redeem", limit=5, window=600)
+        # Counts accounts created (not failures) per address; None when unlimited.
+        self.register = FailureLimiter("register", limit=registrations_per_hour, window=3600) \
+            if registrations_per_hour else None
         if redis_url:
             store = RedisStore(redis_url)
             self.login.store = self.redeem.store = store
+            if self.register is not None:
+                self.register.store = store
 
 
 def current() -> Limits:

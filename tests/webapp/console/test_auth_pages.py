@@ -86,3 +86,42 @@ def test_form_errors_in_chinese(client, user):
     assert "允许的 IP：'my house' 不是 IP 地址或 CIDR 范围" in text_of(r.data)
     r = client.post("/token", data={"usd": "lots"}, headers=zh)
     assert "密钥额度：'lots' 不是有效的美元金额" in text_of(r.data)
+
+
+def test_one_address_may_create_only_so_many_accounts_an_hour(settings, database):
+    from dataclasses import replace
+
+    from webapp import create_app
+
+    app = create_app(replace(settings, registrations_per_hour=2), {"TESTING": True, "WTF_CSRF_ENABLED": False})
+
+    def register(n: int, **headers):
+        return app.test_client().post("/register", headers=headers, data={
+            "email": f"many{n}@example.com", "password": "longenough", "password2": "longenough"})
+
+    assert register(1).status_code == 303 and register(2).status_code == 303
+    refused = register(3)
+    assert refused.status_code == 429 and "Too many new accounts from your address" in text_of(refused.data)
+    assert User.by_email("many3@example.com") is None, "nothing is created when refused"
+    in_chinese = register(4, **{"Accept-Language": "zh-CN"})
+    assert in_chinese.status_code == 429 and "您的地址注册的账户过多" in text_of(in_chinese.data)
+    # A failed attempt does not count, and the limit can be switched off.
+    open_app = create_app(replace(settings, registrations_per_hour=0), {"TESTING": True, "WTF_CSRF_ENABLED": False})
+    for n in range(5, 10):
+        r = open_app.test_client().post("/register", data={
+            "email": f"many{n}@example.com", "password": "longenough", "password2": "longenough"})
+        assert r.status_code == 303
+
+
+def test_a_bad_registration_does_not_use_up_the_address_allowance(settings, database):
+    from dataclasses import replace
+
+    from webapp import create_app
+
+    app = create_app(replace(settings, registrations_per_hour=1), {"TESTING": True, "WTF_CSRF_ENABLED": False})
+    client = app.test_client()
+    for _ in range(3):
+        assert client.post("/register", data={"email": "nope", "password": "longenough"}).status_code == 400
+    r = app.test_client().post("/register", data={"email": "ok@example.com", "password": "longenough",
+                                                  "password2": "longenough"})
+    assert r.status_code == 303
