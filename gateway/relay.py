@@ -380,6 +380,8 @@ class ChatStream:
         if self._first:
             first, self._first = self._first, None
             yield first
+        # The same loop as __aiter__'s, written out again: sharing it would cost every read
+        # one more async generator layer on the gateway's hottest path.
         try:
             async for payloads in self._upstream:
                 frames = self._accept_raw(payloads)
