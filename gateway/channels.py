@@ -49,8 +49,7 @@ class ChannelInfo:
 
     _adaptors: dict[tuple[str, int], Adaptor] = field(default_factory=dict, compare=False, repr=False)
 
-    def config(self) -> ChannelConfig:
-        key = self.keys[0] if len(self.keys) == 1 else random.choice(self.keys)
+    def config(self, key: str) -> ChannelConfig:
         return ChannelConfig(id=self.id, type=self.type, name=self.name, base_url=self.base_url, key=key,
                              settings=self.settings, model_mapping=self.model_mapping)
 
@@ -60,11 +59,10 @@ class ChannelInfo:
         Adaptors hold no state between requests, so one per key is built per
         snapshot of the channel rather than one per request.
         """
-        config = self.config()
-        cache_key = (config.key, id(http))
-        adaptor = self._adaptors.get(cache_key)
+        key = self.keys[0] if len(self.keys) == 1 else random.choice(self.keys)
+        adaptor = self._adaptors.get((key, id(http)))
         if adaptor is None:
-            adaptor = self._adaptors[cache_key] = self.adaptor(config, http)
+            adaptor = self._adaptors[key, id(http)] = self.adaptor(self.config(key), http)
         return adaptor
 
 

@@ -118,8 +118,6 @@ class Ledger:
 _LOG_COLUMNS = tuple(f.column_name for f in RequestLog._meta.sorted_fields if f.name != "id")
 _INSERT_LOG = 'INSERT INTO "request_log" ({}) VALUES ({})'.format(
     ", ".join(f'"{c}"' for c in _LOG_COLUMNS), ", ".join(["?"] * len(_LOG_COLUMNS)))
-
-
 _CHANNEL_SPEND = 'UPDATE "channel" SET "used_quota" = "used_quota" + ? WHERE "id" = ?'
 _TOKEN_USED = 'UPDATE "token" SET "last_used_at" = ? WHERE "id" = ?'
 

@@ -50,6 +50,8 @@ _SETTLE_USER = ('UPDATE "user" SET "quota" = "quota" + ?, "used_quota" = "used_q
                 '"request_count" = "request_count" + ? WHERE "id" = ?')
 _SETTLE_TOKEN = ('UPDATE "token" SET "remain_quota" = "remain_quota" + ?, "used_quota" = "used_quota" + ? '
                  'WHERE "id" = ?')
+
+
 def _execute(statement: str, params: tuple) -> int:
     return db.execute_sql(sql(statement), params).rowcount
 

@@ -125,14 +125,12 @@ class Relay:
                     request_id=request_id or new_request_id(), client_ip=client_ip, is_stream=is_stream)
         units = price.cost(estimate, calls=calls)
         if units:
-            def reserve() -> quota.Reservation:
-                return quota.reserve(auth.user_id, auth.token_id, units, token_unlimited=auth.unlimited)
-
+            wanted = (auth.user_id, auth.token_id, units)
             try:
-                done, reservation = try_inline(lambda cursor: quota.reserve_in(
-                    cursor, auth.user_id, auth.token_id, units, token_unlimited=auth.unlimited))
+                done, reservation = try_inline(
+                    lambda cursor: quota.reserve_in(cursor, *wanted, token_unlimited=auth.unlimited))
                 call.reservation = reservation if done else await run_write(
-                    reserve,
+                    lambda: quota.reserve(*wanted, token_unlimited=auth.unlimited),
                     on_abandon=lambda reservation: self.ledger.add(Entry(row=self._row(
                         call, None, CLIENT_CLOSED, "the client went away before the request started"),
                         reservation=reservation, cost=0)))
@@ -411,12 +409,9 @@ class ChatStream:
             if type(chunk) is RawChunk:
                 kept.append(data)
                 continue
-            if parsed.get("usage") is None:  # all _accept changed: it dropped OpenAI's "usage": null
-                stripped = data.replace(b',"usage":null', b"").replace(b', "usage": null', b"")
-                if b'"usage"' not in stripped:
-                    kept.append(stripped)  # cheaper than re-encoding the chunk
-                    continue
-            kept.append(encode_chunk(chunk))
+            # _accept only dropped OpenAI's "usage": null: cutting it from the bytes is cheaper than re-encoding.
+            stripped = without_null_usage(data) if parsed.get("usage") is None else None
+            kept.append(stripped if stripped is not None else encode_chunk(chunk))
         return b"data: " + b"\n\ndata: ".join(kept) + b"\n\n" if kept else b""
 
     async def _usage_tail(self) -> dict[str, Any] | None:
@@ -533,16 +528,25 @@ def plain_payload(data: bytes, include_usage: bool) -> bytes | None:
     """
     if b'"choices":[]' in data or b'"choices": []' in data:
         return None
-    finishes = data.count(b'"finish_reason"')
-    if finishes and finishes != data.count(_NULL_FINISH[0]) and \
-            finishes != data.count(_NULL_FINISH[0]) + data.count(_NULL_FINISH[1]):
+    if not _only_nulls(data, b'"finish_reason"', _NULL_FINISH):
         return None
-    usages = data.count(b'"usage"')
-    if not usages:
-        return data
-    if usages != data.count(_NULL_USAGE[0]) and usages != data.count(_NULL_USAGE[0]) + data.count(_NULL_USAGE[1]):
+    if b'"usage"' not in data or include_usage and _only_nulls(data, b'"usage"', _NULL_USAGE):
+        return data  # with usage asked for, OpenAI's own "usage": null is on every chunk
+    return without_null_usage(data)
+
+
+def without_null_usage(data: bytes) -> bytes | None:
+    """``data`` with OpenAI's ``"usage": null`` cut out; None when it carries any other usage."""
+    if not _only_nulls(data, b'"usage"', _NULL_USAGE):
         return None
-    if include_usage:
-        return data  # OpenAI's own "usage": null on every chunk when usage is asked for
     stripped = data.replace(b',"usage":null', b"").replace(b', "usage": null', b"")
     return stripped if b'"usage"' not in stripped else None
+
+
+def _only_nulls(data: bytes, key: bytes, nulls: tuple[bytes, bytes]) -> bool:
+    """Whether every ``key`` in ``data`` is followed by null (compact spelling counted first)."""
+    total = data.count(key)
+    if not total:
+        return True
+    compact = data.count(nulls[0])
+    return total == compact or total == compact + data.count(nulls[1])

@@ -48,8 +48,6 @@ Handler = Callable[[Request, str], Awaitable[Response]]
 EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = [claude_messages.routes]
 
 
-
-
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 

@@ -94,15 +94,12 @@ class Usage:
         """Read OpenAI's ``usage`` object; None when absent or not an object."""
         if not isinstance(data, Mapping):
             return None
-        if "prompt_tokens" not in data and "input_tokens" in data:
-            # The newer shape (audio transcriptions with gpt-4o-transcribe, the Responses API).
-            details = data.get("input_tokens_details") or {}
-            return cls(prompt_tokens=int(data.get("input_tokens") or 0),
-                       completion_tokens=int(data.get("output_tokens") or 0),
-                       cached_tokens=int((details.get("cached_tokens") if isinstance(details, Mapping) else 0) or 0))
-        details = data.get("prompt_tokens_details") or {}
-        return cls(prompt_tokens=int(data.get("prompt_tokens") or 0),
-                   completion_tokens=int(data.get("completion_tokens") or 0),
+        # The newer shape names them input/output (gpt-4o-transcribe, the Responses API).
+        prompt, completion = ("input", "output") if "prompt_tokens" not in data and "input_tokens" in data \
+            else ("prompt", "completion")
+        details = data.get(f"{prompt}_tokens_details") or {}
+        return cls(prompt_tokens=int(data.get(f"{prompt}_tokens") or 0),
+                   completion_tokens=int(data.get(f"{completion}_tokens") or 0),
                    cached_tokens=int((details.get("cached_tokens") if isinstance(details, Mapping) else 0) or 0))
 
     def to_openai(self) -> dict[str, Any]:
@@ -282,11 +279,16 @@ async def raise_for_status(response: httpx.Response) -> None:
                           error_type=error_type)
 
 
-async def read_all(response: httpx.Response) -> bytes:
-    """The whole body; read straight off the transport's stream unless it needs decoding."""
+def body_reads(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as it arrives: straight off the transport's stream unless it needs decoding."""
     if "content-encoding" in response.headers:
-        return await response.aread()
-    return b"".join([part async for part in response.stream])  # type: ignore[union-attr]
+        return response.aiter_bytes()
+    return response.stream  # type: ignore[return-value]
+
+
+async def read_all(response: httpx.Response) -> bytes:
+    """The whole body (see :func:`body_reads`)."""
+    return b"".join([part async for part in body_reads(response)])
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from gateway.adaptors.base import (
     RawChunk,
     UpstreamFailure,
     Usage,
+    body_reads,
     raise_for_status,
     read_all,
     transport_errors,
@@ -95,9 +96,7 @@ class OpenAIAdaptor(Adaptor):
                                               content=_encode(body), headers=self._headers(request.request_id))
             try:
                 await raise_for_status(response)
-                # The transport's own stream skips httpx's decoding layers; a compressed stream needs them.
-                reads = response.aiter_bytes() if "content-encoding" in response.headers else response.stream
-                async for block in reads:
+                async for block in body_reads(response):
                     payloads = events.feed(block)
                     if payloads:
                         yield payloads
