@@ -50,6 +50,9 @@ from gateway.adaptors.base import (
 BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
 THINKING_BUDGET = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
 _FATAL_STATUS = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
+# ErrorInfo reasons that blame the channel's key or project, whatever the request held.
+_KEY_REASONS = {"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED", "CONSUMER_SUSPENDED",
+                "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "BILLING_DISABLED"}
 
 
 def to_gemini(body: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +153,19 @@ def finish_of(reason: str | None, has_calls: bool) -> str | None:
     return "tool_calls" if has_calls else "stop"
 
 
-def failure(status: int, content: bytes) -> UpstreamFailure:
+def has_file_links(body: dict[str, Any]) -> bool:
+    """Whether a Gemini body names files by URI (links the client supplied)."""
+    return any("fileData" in part for content in body.get("contents") or () if isinstance(content, dict)
+               for part in content.get("parts") or () if isinstance(part, dict))
+
+
+def failure(status: int, content: bytes, *, file_links: bool = False) -> UpstreamFailure:
+    """Gemini's error as an :class:`UpstreamFailure`.
+
+    ``file_links``: the request named files by URI. Gemini answers 403
+    PERMISSION_DENIED for a file this key cannot read, which is the client's
+    link at fault, not the channel's key: it must not disable the channel.
+    """
     try:
         err = json.loads(content).get("error") or {}
     except (ValueError, AttributeError):
@@ -163,7 +178,10 @@ def failure(status: int, content: bytes) -> UpstreamFailure:
         delay = d.get("retryDelay") if isinstance(d, dict) else None
         if isinstance(delay, str) and re.fullmatch(r"\d+(\.\d+)?s", delay):
             retry_after = float(delay[:-1])
-    if err.get("status") in _FATAL_STATUS or "API_KEY_INVALID" in reasons or status in (401, 403):
+    key_problem = bool(reasons & _KEY_REASONS) or "api key" in message.lower()
+    if file_links and status == 403 and not key_problem and "file" in message.lower():
+        kind = FailureKind.CLIENT
+    elif err.get("status") in _FATAL_STATUS or "API_KEY_INVALID" in reasons or status in (401, 403):
         kind = FailureKind.FATAL
     elif status in (408, 429) or status >= 500:
         kind = FailureKind.RETRY
@@ -189,7 +207,7 @@ class GeminiAdaptor(Adaptor):
             response = await self.http.post(url, json=body, headers=self.headers)
             content = await response.aread()
         if response.status_code >= 400:
-            raise failure(response.status_code, content)
+            raise failure(response.status_code, content, file_links=has_file_links(body))
         data = loads(content, "Gemini's answer")
         if not isinstance(data, dict):
             raise UpstreamFailure("Gemini answered with JSON that is not an object", kind=FailureKind.RETRY)
@@ -225,9 +243,10 @@ class GeminiAdaptor(Adaptor):
         calls = 0
         started = False
         with transport_errors():
-            async with self.http.stream("POST", url, json=to_gemini(request.body), headers=self.headers) as response:
+            body = to_gemini(request.body)
+            async with self.http.stream("POST", url, json=body, headers=self.headers) as response:
                 if response.status_code >= 400:
-                    raise failure(response.status_code, await response.aread())
+                    raise failure(response.status_code, await response.aread(), file_links=has_file_links(body))
                 async for _event, raw in sse_events(response):
                     data = loads(raw, "a Gemini stream event")
                     if "error" in data:

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from tests.providers.script import BrokenStream, Part, Reply, Switches, Turn, answer
 
 KEY = "gemini-test-key"
+OWN_FILE = "uploaded-by-this-key"  # the one Files API file this stand-in's key may read
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 FINISH = {"end": "STOP", "stop_sequence": "STOP", "tool": "STOP", "length": "MAX_TOKENS", "blocked": "SAFETY"}
@@ -154,6 +155,13 @@ def create_app(switches: Switches | None = None) -> Starlette:
             return error(404, f"Method {method} not found")
         if not body.get("contents"):
             return error(400, "* GenerateContentRequest.contents: contents is not specified")
+        for content in body["contents"]:
+            for part in content.get("parts") or ():
+                uri = (part.get("fileData") or {}).get("fileUri", "")
+                if "/files/" in uri and not uri.endswith(f"/files/{OWN_FILE}"):
+                    # What Gemini answers for a Files API link this key's project cannot read.
+                    name = uri.rsplit("/", 1)[-1]
+                    return error(403, f"You do not have permission to access the File {name} or it may not exist.")
         try:
             turns = [Turn("assistant" if c.get("role") == "model" else "user", _parts(c["parts"]))
                      for c in body["contents"]]
