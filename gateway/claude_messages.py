@@ -177,8 +177,10 @@ def message_of(completion: dict[str, Any], model: str, usage: Usage | None) -> d
 
 def _usage(usage: Usage | None) -> dict[str, int]:
     usage = usage or Usage()
-    return {"input_tokens": usage.prompt_tokens - usage.cached_tokens, "output_tokens": usage.completion_tokens,
-            "cache_read_input_tokens": usage.cached_tokens, "cache_creation_input_tokens": 0}
+    written = usage.cache_write_tokens + usage.cache_write_1h_tokens
+    return {"input_tokens": usage.prompt_tokens - usage.cached_tokens - written,
+            "output_tokens": usage.completion_tokens, "cache_read_input_tokens": usage.cached_tokens,
+            "cache_creation_input_tokens": written}
 
 
 async def events_of(chunks: AsyncIterator[dict[str, Any]], model: str, state: dict[str, Any]) -> AsyncIterator[Event]:
@@ -191,6 +193,7 @@ async def events_of(chunks: AsyncIterator[dict[str, Any]], model: str, state: di
     async for chunk in chunks:
         if chunk.get("usage"):
             state["usage"] = Usage.from_openai(chunk["usage"])
+            state["final"] = True  # the OpenAI-speaking adaptors report usage once, at the end
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             finish = choice.get("finish_reason") or finish
@@ -261,9 +264,15 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
     native = parse_json(await read_body(request, gw.settings.max_body_bytes))
     body = to_openai(native)
     model = body["model"]
-    estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(body), completion_tokens=tokens.max_output(body))
     stream = native.get("stream") is True
-    call = await gw.relay.prepare(auth, endpoint=CHAT, path=request.scope["path"], model=model, estimate=estimate,
+
+    def output(adaptor: type[Adaptor]) -> int:
+        # An Anthropic channel gets the client's own body, whose max_tokens bounds thinking too;
+        # the others get the translation, which a thinking budget may raise (Bedrock).
+        return native["max_tokens"] if issubclass(adaptor, AnthropicAdaptor) else adaptor.output_limit(body)
+
+    call = await gw.relay.prepare(auth, endpoint=CHAT, path=request.scope["path"], model=model,
+                                  estimate=Usage(prompt_tokens=tokens.estimate_chat_prompt(body)), output=output,
                                   client_ip=ip, request_id=request_id, is_stream=stream)
     headers = {"request-id": request_id, "X-Request-Id": request_id}
     if not stream:
@@ -286,7 +295,7 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
         gw.relay.finish(call, usage)
         return JSONResponse(message, headers=headers)
 
-    state: dict[str, Any] = {"usage": None, "texts": []}
+    state: dict[str, Any] = {"usage": None, "texts": [], "final": False}
 
     async def open_stream(adaptor: Adaptor, upstream_model: str) -> tuple[AsyncIterator[Event], Event]:
         if isinstance(adaptor, AnthropicAdaptor):
@@ -327,6 +336,7 @@ async def _native_events(events: AsyncIterator[tuple[str, dict[str, Any]]], mode
             data = {**data, "message": {**data.get("message", {}), "model": model}}
         elif event == "message_delta":
             usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+            state["final"] = True  # message_start's usage counts the prompt and 1 output token; this, all
         elif event == "content_block_delta":
             delta = data.get("delta") or {}
             state["texts"].append(delta.get("text") or delta.get("thinking") or delta.get("partial_json") or "")
@@ -353,8 +363,10 @@ async def _relay_events(gw: Gateway, call: Call, body: dict[str, Any], events: A
         with anyio.CancelScope(shield=True):
             await events.aclose()  # type: ignore[attr-defined]
             usage = state.get("usage")
-            if usage is None or (usage.prompt_tokens == 0 and usage.completion_tokens == 0):
+            if usage is None or not state.get("final") or (usage.prompt_tokens == 0 and usage.completion_tokens == 0):
+                # Cut before the final usage: bill what reached the client, counted here.
                 texts = list(state["texts"])
-                usage = await anyio.to_thread.run_sync(lambda: Usage(
+                counted = await anyio.to_thread.run_sync(lambda: Usage(
                     prompt_tokens=tokens.count_chat_prompt(body), completion_tokens=sum(tokens.count(t) for t in texts)))
+                usage = counted if usage is None else usage.covering(counted)
             gw.relay.finish(call, usage, status=status, error=error)

@@ -15,9 +15,48 @@ they cost about as much as the transport itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
+
+
+class Attempt:
+    """Whether one attempt's request left this process: what the relay bills the prompt on."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
+# Set by the relay around each attempt; the transport marks it as a request goes out.
+current_attempt: ContextVar[Attempt | None] = ContextVar("permachat_attempt", default=None)
+
+# Failures that prove nothing reached the upstream: no connection was made.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.InvalidURL,
+             httpx.UnsupportedProtocol)
+
+
+class MarkingTransport(httpx.AsyncBaseTransport):
+    """A transport that tells the current :class:`Attempt` a request was sent."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        attempt = current_attempt.get()
+        if attempt is None:
+            return await self.inner.handle_async_request(request)
+        was_sent, attempt.sent = attempt.sent, True
+        try:
+            return await self.inner.handle_async_request(request)
+        except _NOT_SENT:
+            attempt.sent = was_sent
+            raise
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class UpstreamClient(httpx.AsyncClient):
@@ -32,7 +71,8 @@ class UpstreamClient(httpx.AsyncClient):
 def upstream_client(read_timeout: float) -> UpstreamClient:
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)
     timeout = httpx.Timeout(connect=10, read=read_timeout, write=60, pool=10)
-    return UpstreamClient(transport=AiohttpTransport(limits=limits, trust_env=False), timeout=timeout, limits=limits)
+    transport = MarkingTransport(AiohttpTransport(limits=limits, trust_env=False))
+    return UpstreamClient(transport=transport, timeout=timeout, limits=limits)
 
 
 _urls: dict[str, httpx.URL] = {}

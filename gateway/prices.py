@@ -31,10 +31,15 @@ class Price:
 
     def cost(self, usage: Usage, *, calls: int = 1) -> int:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        writes = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+        writes_1h = min(usage.cache_write_1h_tokens, usage.prompt_tokens - cached - writes)
         cached_rate = self.input_per_million if self.cached_per_million is None else self.cached_per_million
+        # Anthropic's cache writes: 1.25x the input rate for the 5-minute cache, 2x for the hour.
         return (self.per_call * calls
-                + cost_of_tokens(usage.prompt_tokens - cached, self.input_per_million)
+                + cost_of_tokens(usage.prompt_tokens - cached - writes - writes_1h, self.input_per_million)
                 + cost_of_tokens(cached, cached_rate)
+                + cost_of_tokens(writes, self.input_per_million * 5 // 4)
+                + cost_of_tokens(writes_1h, self.input_per_million * 2)
                 + cost_of_tokens(usage.completion_tokens, self.output_per_million))
 
     @classmethod

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from gateway import quota, tokens
+from gateway import http_client, quota, tokens
 from gateway.adaptors._sse import parse_payload
 from gateway.adaptors.base import (
     CHAT,
@@ -61,6 +61,7 @@ from gateway.writes import run_write, try_inline
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 5
+MIN_HOLD = 1  # units a priced request holds at least (see Relay.prepare)
 CLIENT_CLOSED = 499  # nginx's status for "the client went away"
 
 
@@ -95,11 +96,18 @@ class Call:
 
 
 class Relay:
-    def __init__(self, http: httpx.AsyncClient, pool: ChannelPool, ledger: Ledger, limiter: RateLimiter) -> None:
+    def __init__(self, http: httpx.AsyncClient, pool: ChannelPool, ledger: Ledger, limiter: RateLimiter, *,
+                 default_max_tokens: int = tokens.DEFAULT_MAX_OUTPUT) -> None:
         self.http = http
         self.pool = pool
         self.ledger = ledger
         self.limiter = limiter
+        # The output limit sent (and reserved) for a chat request that sets none.
+        self.default_max_tokens = default_max_tokens
+        # Only the gateway's own client marks which attempts sent anything (see
+        # http_client.MarkingTransport); with another client every attempt counts as sent.
+        self._marks_sends = isinstance(http, http_client.UpstreamClient) and isinstance(
+            http.relay_transport, http_client.MarkingTransport)
 
     # -- before the upstream -------------------------------------------------
 
@@ -116,14 +124,37 @@ class Relay:
                                    "ask the admin to set one.", param="model", code="model_price_not_set")
         return price
 
+    def chat_body(self, body: dict[str, Any], adaptor: type[Adaptor] | Adaptor) -> dict[str, Any]:
+        """A chat body as it goes to ``adaptor``: with an output limit, so none is unbounded."""
+        return tokens.with_output_limit(body, self.default_max_tokens, adaptor.limit_field)
+
+    def chat_output(self, body: dict[str, Any]) -> Callable[[type[Adaptor]], int]:
+        """The output each adaptor may generate for chat ``body``, for :meth:`prepare`."""
+        return lambda adaptor: adaptor.output_limit(self.chat_body(body, adaptor))
+
     async def prepare(self, auth: KeyInfo, *, endpoint: str, path: str, model: str, estimate: Usage,
-                      calls: int = 1, client_ip: str, request_id: str | None, is_stream: bool) -> Call:
-        """Check the model, the rate limit and the balance, and reserve the worst case."""
+                      calls: int = 1, client_ip: str, request_id: str | None, is_stream: bool,
+                      output: Callable[[type[Adaptor]], int] | None = None) -> Call:
+        """Check the model, the rate limit and the balance, and reserve the worst case.
+
+        ``output`` gives the output tokens the request may generate on a channel
+        of each adaptor type, after that adaptor's rewrites (a thinking budget
+        raises it): the reservation covers the largest over the channels that
+        could serve the request. Without it, ``estimate.completion_tokens`` is used.
+        A priced model always holds at least one unit, so an empty key or account
+        is refused even when the worst case cannot be known in advance.
+        """
         price = self.check_model(auth, model, endpoint)
         await self.limiter.check(auth.token_id, auth.rpm_limit)
         call = Call(auth=auth, endpoint=endpoint, path=path, model=model, price=price,
                     request_id=request_id or new_request_id(), client_ip=client_ip, is_stream=is_stream)
+        if output is not None:
+            limits = [output(c.adaptor) for c in self.pool.serving(model, endpoint)]
+            if limits:
+                estimate = replace(estimate, completion_tokens=max(limits))
         units = price.cost(estimate, calls=calls)
+        if not units and (price.input_per_million or price.output_per_million or price.per_call):
+            units = MIN_HOLD
         if units:
             wanted = (auth.user_id, auth.token_id, units)
             try:
@@ -140,7 +171,8 @@ class Relay:
                     f"This request may cost up to {format_usd(units)}, more than {whose} covers. "
                     "Top up, raise the key's limit, or lower max_tokens.") from None
         else:
-            call.reservation = quota.Reservation(auth.user_id, None, 0)
+            # A free model: nothing to hold, but the key's spend is still counted.
+            call.reservation = quota.reserve_in(None, auth.user_id, auth.token_id, 0, token_unlimited=auth.unlimited)
         return call
 
     # -- the upstream ----------------------------------------------------------
@@ -158,6 +190,8 @@ class Relay:
             call.upstream_model = channel.model_mapping.get(call.model, call.model)
             adaptor = channel.adaptor_for(self.http)
             call.reached_upstream = True
+            sending = http_client.Attempt()
+            marking = http_client.current_attempt.set(sending)
             try:
                 return await attempt(adaptor, call.upstream_model)
             except UpstreamFailure as failure:
@@ -166,6 +200,10 @@ class Relay:
                 if failure.kind is FailureKind.CLIENT:
                     call.reached_upstream = False  # refused, not served: providers do not bill it either
                     raise failure.to_gateway_error() from None
+            finally:
+                http_client.current_attempt.reset(marking)
+                if self._marks_sends and not sending.sent:
+                    call.reached_upstream = False  # failed here before anything left: nothing to bill
         call.reached_upstream = False  # no channel produced anything billable
         if last is None:
             raise UpstreamUnavailable(f"No channel is available for the model `{call.model}` right now.")
@@ -290,18 +328,19 @@ class ChatStream:
         self._last_chunk: dict[str, Any] | None = None
 
     async def __aenter__(self) -> ChatStream:
+        output = None
         if self._kind == COMPLETIONS:
             self.model = validate_completion(self._body)
-            # 16 output tokens is what OpenAI's completions default to.
+            # 16 output tokens is what OpenAI's completions default to (and enforce).
             estimate = Usage(prompt_tokens=tokens.estimate_input(self._body.get("prompt")),
-                             completion_tokens=(self._body.get("max_tokens") or 16) * (self._body.get("n") or 1))
+                             completion_tokens=tokens.max_output(self._body, default=16))
         else:
             self.model = validate_chat(self._body)
-            estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(self._body),
-                             completion_tokens=tokens.max_output(self._body))
+            estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(self._body))
+            output = self._relay.chat_output(self._body)
         call = self._call = await self._relay.prepare(
             self._auth, endpoint=self._kind, path=self._path, model=self.model, estimate=estimate,
-            client_ip=self._client_ip, request_id=self.request_id, is_stream=True)
+            client_ip=self._client_ip, request_id=self.request_id, is_stream=True, output=output)
         try:
             self._upstream, self._first = await self._relay.failover(call, self._open)
         except BaseException as exc:
@@ -317,6 +356,8 @@ class ChatStream:
         """Open the stream on one channel and read up to its first chunk (failures so far fail over)."""
         body = {**self._body, "model": upstream_model}
         request: ChatRequest | JSONRequest
+        if self._kind == CHAT:
+            body = self._relay.chat_body(body, adaptor)
         if self._kind == COMPLETIONS:
             request = JSONRequest(body=body, model=self.model, upstream_model=upstream_model,
                                   request_id=self.request_id)
@@ -468,6 +509,9 @@ class ChatStream:
             return
         if call.reached_upstream and self.usage is None:
             self.usage = await self._count_locally()
+        elif call.reached_upstream and not self._completed:
+            # Cut short: what the upstream reported so far may not include what it generated since.
+            self.usage = self.usage.covering(await self._count_locally())
         self.cost_quota = self._relay.finish(call, self.usage, status=status, error=self.error)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

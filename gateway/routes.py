@@ -197,8 +197,8 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
     def prompt_of(field: str, default_max: int) -> Callable[[dict[str, Any]], tuple[Usage, int]]:
         def describe(body: dict[str, Any]) -> tuple[Usage, int]:
             prompt = tokens.estimate_input(body.get(field))
-            out = (body.get("max_tokens") or default_max) * (body.get("n") or 1) if default_max else 0
-            return Usage(prompt_tokens=prompt, completion_tokens=int(out)), 1
+            out = tokens.max_output(body, default=default_max) if default_max else 0
+            return Usage(prompt_tokens=prompt, completion_tokens=out), 1
         return describe
 
     def reported_or_estimated(field: str) -> Callable[[dict[str, Any], Usage | None], Usage]:
@@ -210,7 +210,9 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         n = body.get("n") or 1
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
             raise BadRequest("'n' must be an integer between 1 and 10.", param="n")
-        return Usage(prompt_tokens=tokens.estimate_input(body.get("prompt"))), n
+        # Token-priced image models (gpt-image-1) bill each image's output tokens.
+        return Usage(prompt_tokens=tokens.estimate_input(body.get("prompt")),
+                     completion_tokens=tokens.IMAGE_OUTPUT_TOKENS * n), n
 
     def speech_usage(body: dict[str, Any], usage: Usage | None) -> Usage:
         # Speech is priced per character: the price's input rate applies to characters.
@@ -244,7 +246,8 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         if "file" not in fields:
             raise BadRequest("Missing required parameter: 'file'.", param="file")
         call = await gw.relay.prepare(auth, endpoint=TRANSCRIPTIONS, path=request.scope["path"], model=model,
-                                      estimate=Usage(), client_ip=client_ip(request), request_id=request_id,
+                                      estimate=audio_estimate(len(raw)), client_ip=client_ip(request),
+                                      request_id=request_id,
                                       is_stream=False)
         result = await gw.relay.call_endpoint(call, body=None, raw=raw, content_type=content_type)
         gw.relay.finish(call, result.usage or Usage())
@@ -334,6 +337,12 @@ def _multipart_fields(raw: bytes, content_type: str) -> dict[str, bytes]:
         if sep and name:
             fields[name.group(1).decode("utf-8", "replace")] = value.removesuffix(b"\r\n")
     return fields
+
+
+def audio_estimate(size: int) -> Usage:
+    """An upper bound of a speech-to-text request's usage, from the size of its multipart body."""
+    return Usage(prompt_tokens=size // tokens.AUDIO_BYTES_PER_TOKEN + 1,
+                 completion_tokens=size // tokens.TRANSCRIPT_BYTES_PER_TOKEN + 1)
 
 
 def _model_object(model_id: str, owners: tuple[str, ...]) -> dict[str, Any]:

@@ -81,7 +81,7 @@ class Gateway:
         self.ledger = Ledger()
         self.limiter = (RedisRateLimiter(settings.redis_url, settings.secret_key) if settings.redis_url
                         else RateLimiter())
-        self.relay = Relay(http, self.pool, self.ledger, self.limiter)
+        self.relay = Relay(http, self.pool, self.ledger, self.limiter, default_max_tokens=settings.default_max_tokens)
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -155,12 +155,13 @@ class Gateway:
                        request_id: str | None = None, path: str = "/v1/chat/completions") -> dict[str, Any]:
         """A non-stream chat completion: the ``chat.completion`` object, billed and logged."""
         model = validate_chat(body)
-        estimate = Usage(prompt_tokens=tokens.estimate_chat_prompt(body), completion_tokens=tokens.max_output(body))
-        call = await self.relay.prepare(auth, endpoint=CHAT, path=path, model=model, estimate=estimate,
-                                        client_ip=client_ip, request_id=request_id, is_stream=False)
+        call = await self.relay.prepare(auth, endpoint=CHAT, path=path, model=model,
+                                        estimate=Usage(prompt_tokens=tokens.estimate_chat_prompt(body)),
+                                        client_ip=client_ip, request_id=request_id, is_stream=False,
+                                        output=self.relay.chat_output(body))
         result = await self.relay.serve(call, lambda adaptor, upstream_model: adaptor.complete(ChatRequest(
-            body={**body, "model": upstream_model}, model=model, upstream_model=upstream_model,
-            request_id=call.request_id)))
+            body=self.relay.chat_body({**body, "model": upstream_model}, adaptor), model=model,
+            upstream_model=upstream_model, request_id=call.request_id)))
         call.mark_first_token()
         usage = result.usage
         if usage is None:

@@ -47,6 +47,7 @@ class Settings:
     openai_api_key: str = _env("OPENAI_API_KEY", doc="On first start with no channels, creates an OpenAI channel with this key.", default="")
     openai_base_url: str = _env("OPENAI_BASE_URL", doc="Base URL of that first OpenAI channel.", default="https://api.openai.com/v1")
     max_body_bytes: int = _env("PERMACHAT_MAX_BODY_BYTES", doc="Largest gateway request body accepted (413 above).", default=20 * 1024 * 1024)
+    default_max_tokens: int = _env("PERMACHAT_DEFAULT_MAX_TOKENS", doc="Output limit sent upstream (and reserved) for a request that sets none.", default=4096)
     upstream_timeout: float = _env("PERMACHAT_UPSTREAM_TIMEOUT", doc="Seconds to wait for an upstream to start answering.", default=60.0)
     registrations_per_hour: int = _env("PERMACHAT_REGISTRATIONS_PER_HOUR", doc="Accounts one client address may create per hour on /register (0: no limit).", default=10)
     redis_url: str = _env("PERMACHAT_REDIS_URL", doc="Optional redis://host:6379/0 shared by replicas for rate limits.", default="")
@@ -83,6 +84,8 @@ class Settings:
             raise SettingsError("PERMACHAT_PORT", f"{self.port} is not a TCP port (1-65535)")
         if self.workers < 1:
             raise SettingsError("PERMACHAT_WORKERS", "must be at least 1")
+        if self.default_max_tokens < 1:
+            raise SettingsError("PERMACHAT_DEFAULT_MAX_TOKENS", "must be at least 1")
         if self.registrations_per_hour < 0:
             raise SettingsError("PERMACHAT_REGISTRATIONS_PER_HOUR", "must be 0 (no limit) or more")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):

@@ -1,8 +1,11 @@
 """Counting tokens: a fast estimate to reserve quota, the real tokenizer when no usage arrives.
 
 The reservation needs a number before the upstream is called and on every
-request, so it uses a cheap estimate that errs high (a UTF-8 byte count / 3:
-about one token per CJK character, 4/3 of the tokens of English text).
+request, so it uses a cheap bound that no tokenizer exceeds: a text's UTF-8
+byte count (every BPE or SentencePiece token covers at least one byte), plus
+each message's framing and a fixed allowance for images and tool definitions.
+A reservation is the request's worst case (see README, "What a request can
+cost"), so it may be several times the real price; settling gives back the rest.
 Settling uses the upstream's reported usage; only when an upstream reports
 none (a stream cut short, a provider that omits it) are tokens counted with
 the offline tokenizer (``bpe-openai``, ``o200k_base``), loaded on first use
@@ -19,7 +22,18 @@ from typing import Any
 # request can cost before the upstream reports usage; settle() charges the truth.
 DEFAULT_MAX_OUTPUT = 4096
 PER_MESSAGE = 4  # role and separators, as OpenAI counts them
-IMAGE_TOKENS = 1105  # a high-detail 1024x1024 image, the common worst case
+IMAGE_TOKENS = 1600  # Anthropic's largest image (about 1.15 megapixels / 750); OpenAI's high detail is less
+# Providers wrap tool definitions in a system prompt of their own (Anthropic's is a few hundred tokens).
+TOOLS_OVERHEAD = 1000
+
+# The most output tokens one generated image is billed (gpt-image-1, high quality, 1024x1536).
+IMAGE_OUTPUT_TOKENS = 6240
+# Speech-to-text models priced per token count about 10-25 audio tokens a second of
+# audio, and no format they take carries speech in fewer than about 1,500 bits (190
+# bytes) a second: a file holds at most one audio token per 8 bytes, and its transcript
+# (about 3 tokens a second of speech) one text token per 32.
+AUDIO_BYTES_PER_TOKEN = 8
+TRANSCRIPT_BYTES_PER_TOKEN = 32
 
 _encoding: Any = None
 _lock = threading.Lock()
@@ -42,7 +56,8 @@ def count(text: str) -> int:
 
 
 def _estimate_text(text: str) -> int:
-    return (len(text.encode("utf-8")) + 2) // 3
+    # Bytes, not characters: a CJK character is three bytes and at most three tokens.
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def message_texts(messages: Iterable[Any]) -> tuple[list[str], int]:
@@ -74,10 +89,11 @@ def _tools_text(body: dict[str, Any]) -> str:
 
 
 def estimate_chat_prompt(body: dict[str, Any]) -> int:
-    """A high estimate of a chat request's prompt tokens (no tokenizer)."""
+    """An upper bound of a chat request's prompt tokens (no tokenizer)."""
     messages = body.get("messages") or []
     texts, images = message_texts(messages)
-    return (sum(_estimate_text(t) for t in texts) + _estimate_text(_tools_text(body))
+    tools = _tools_text(body)
+    return (sum(_estimate_text(t) for t in texts) + (_estimate_text(tools) + TOOLS_OVERHEAD if tools else 0)
             + PER_MESSAGE * len(messages) + IMAGE_TOKENS * images + 3)
 
 
@@ -110,8 +126,37 @@ def count_input(value: Any) -> int:
     return 0
 
 
-def max_output(body: dict[str, Any]) -> int:
-    """The output a request may generate: its own limit, else :data:`DEFAULT_MAX_OUTPUT`, times ``n``."""
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_OUTPUT
-    n = body.get("n") or 1
-    return int(limit) * int(n)
+def _positive(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def output_limit(body: dict[str, Any]) -> int | None:
+    """The largest output limit a chat body sets, or None when it sets none.
+
+    The larger of ``max_completion_tokens`` and ``max_tokens``: a body with both
+    is forwarded with both, and which one a provider honours is its business.
+    """
+    return max(_positive(body.get("max_completion_tokens")), _positive(body.get("max_tokens"))) or None
+
+
+def with_output_limit(body: dict[str, Any], default: int = DEFAULT_MAX_OUTPUT,
+                      field: str = "max_completion_tokens") -> dict[str, Any]:
+    """``body`` with an explicit output limit, so that no upstream can generate more than was reserved.
+
+    ``field`` is the adaptor's choice (``Adaptor.limit_field``): OpenAI's
+    reasoning models require ``max_completion_tokens`` and refuse ``max_tokens``,
+    while some OpenAI-compatible providers know only ``max_tokens``.
+    """
+    if output_limit(body) is not None:
+        return body
+    return {**body, field: default}
+
+
+def choices(body: dict[str, Any]) -> int:
+    """How many answers a request generates (and is billed for): ``n``, or ``best_of`` when larger."""
+    return max(_positive(body.get("n")), _positive(body.get("best_of")), 1)
+
+
+def max_output(body: dict[str, Any], default: int = DEFAULT_MAX_OUTPUT) -> int:
+    """The output a request may generate: its own limit, else ``default``, times the answers it asks for."""
+    return (output_limit(body) or default) * choices(body)

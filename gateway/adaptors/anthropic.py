@@ -107,12 +107,31 @@ def to_anthropic(body: dict[str, Any], model: str, default_max_tokens: int = DEF
         out["thinking"] = {"type": "enabled", "budget_tokens": THINKING_BUDGET[effort]}
     if (out.get("thinking") or {}).get("type") == "enabled":
         # The budget counts against max_tokens, and thinking refuses a set temperature.
-        out["max_tokens"] = max(out["max_tokens"], int(out["thinking"].get("budget_tokens", 0)) + 1024)
+        out["max_tokens"] = with_thinking_room(out["max_tokens"], out["thinking"])
         out.pop("temperature", None)
         out.pop("top_k", None)
     if isinstance(body.get("user"), str):
         out["metadata"] = {"user_id": body["user"][:256]}
     return out
+
+
+def with_thinking_room(limit: int, thinking: dict[str, Any]) -> int:
+    """``max_tokens`` raised to leave 1,024 tokens of answer beside a thinking budget."""
+    budget = thinking.get("budget_tokens")
+    budget = budget if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0 else 0
+    return max(limit, budget + 1024)
+
+
+def sent_max_tokens(body: dict[str, Any], default_max_tokens: int = DEFAULT_MAX_TOKENS) -> int:
+    """The ``max_tokens`` :func:`to_anthropic` sends for an OpenAI chat ``body``."""
+    limit = max_tokens(body) or default_max_tokens
+    thinking = body.get("thinking")
+    effort = body.get("reasoning_effort")
+    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive", "disabled"):
+        return with_thinking_room(limit, thinking) if thinking.get("type") == "enabled" else limit
+    if effort in THINKING_BUDGET:
+        return with_thinking_room(limit, {"budget_tokens": THINKING_BUDGET[effort]})
+    return limit
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
@@ -144,9 +163,18 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
 
 def usage_of(data: dict[str, Any] | None) -> Usage:
     data = data or {}
-    cached = int(data.get("cache_read_input_tokens") or 0)
-    prompt = int(data.get("input_tokens") or 0) + cached + int(data.get("cache_creation_input_tokens") or 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=int(data.get("output_tokens") or 0), cached_tokens=cached)
+    cached = _count(data.get("cache_read_input_tokens"))
+    written = _count(data.get("cache_creation_input_tokens"))
+    # The split by cache lifetime, when given; otherwise every write is a 5-minute one.
+    split = data.get("cache_creation") if isinstance(data.get("cache_creation"), dict) else {}
+    written_1h = min(_count(split.get("ephemeral_1h_input_tokens")), written)
+    prompt = _count(data.get("input_tokens")) + cached + written
+    return Usage(prompt_tokens=prompt, completion_tokens=_count(data.get("output_tokens")), cached_tokens=cached,
+                 cache_write_tokens=written - written_1h, cache_write_1h_tokens=written_1h)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def from_anthropic(data: dict[str, Any], writer: OpenAIWriter) -> dict[str, Any]:
@@ -188,6 +216,11 @@ class AnthropicAdaptor(Adaptor):
     name = "anthropic"
     default_base_url = "https://api.anthropic.com"
     supports: ClassVar[frozenset[str]] = frozenset({CHAT})
+
+    @classmethod
+    def output_limit(cls, body: dict[str, Any]) -> int:
+        # Anthropic answers once (no ``n``); thinking may raise the limit past the client's.
+        return sent_max_tokens(body)
 
     def __init__(self, channel: ChannelConfig, http: httpx.AsyncClient) -> None:
         super().__init__(channel, http)

@@ -44,11 +44,12 @@ import contextlib
 import enum
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import httpx
 
+from gateway import tokens
 from gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamTimeout
 
 # Endpoint names used in ``Adaptor.supports`` and by the relay.
@@ -79,15 +80,32 @@ class ChannelConfig:
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens as OpenAI counts them. ``cached_tokens`` is part of ``prompt_tokens``."""
+    """Tokens as OpenAI counts them. ``cached_tokens`` (cache reads) is part of ``prompt_tokens``.
+
+    So are the cache writes Anthropic (and Claude on Bedrock) bill above the
+    input rate: ``cache_write_tokens`` for the 5-minute cache (1.25 times input)
+    and ``cache_write_1h_tokens`` for the one-hour cache (twice input).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def covering(self, counted: Usage) -> Usage:
+        """This usage, reported by an upstream that was cut off, raised to what was seen generated.
+
+        A stream cut before its final usage only reports what its first event
+        said (Anthropic's ``message_start`` says 1 output token): the text that
+        reached the client, counted locally, is what was generated.
+        """
+        return replace(self, prompt_tokens=self.prompt_tokens or counted.prompt_tokens,
+                       completion_tokens=max(self.completion_tokens, counted.completion_tokens))
 
     @classmethod
     def from_openai(cls, data: Mapping[str, Any] | None) -> Usage | None:
@@ -301,6 +319,9 @@ def transport_errors() -> Iterator[None]:
     except httpx.TransportError as exc:
         raise UpstreamFailure(f"cannot reach the upstream: {exc or type(exc).__name__}",
                               kind=FailureKind.RETRY) from exc
+    except httpx.InvalidURL as exc:
+        # The channel's base URL, not the client's request: let another channel answer.
+        raise UpstreamFailure(f"the channel's URL is not valid: {exc}", kind=FailureKind.RETRY) from exc
 
 
 class Adaptor:
@@ -317,6 +338,19 @@ class Adaptor:
     # True when the upstream streams OpenAI's chunks itself: then :meth:`stream_raw`
     # hands them over unparsed and the HTTP relay forwards them byte for byte.
     raw_sse: ClassVar[bool] = False
+    # The chat field the relay sets when a client sends no output limit (so none is
+    # unbounded); adaptors that translate the body read either field.
+    limit_field: ClassVar[str] = "max_tokens"
+
+    @classmethod
+    def output_limit(cls, body: dict[str, Any]) -> int:
+        """The most output tokens the upstream request built from chat ``body`` allows, all answers together.
+
+        The reservation is made for this, so an adaptor that raises the limit on
+        its way out (a thinking budget) must say so here. ``body`` always sets a
+        limit (the relay adds one).
+        """
+        return tokens.max_output(body)
 
     def __init__(self, channel: ChannelConfig, http: httpx.AsyncClient) -> None:
         self.channel = channel

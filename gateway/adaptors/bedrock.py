@@ -59,6 +59,11 @@ _RETRY = {"ThrottlingException", "ServiceUnavailableException", "InternalServerE
           "ModelTimeoutException", "ModelStreamErrorException", "ServiceQuotaExceededException"}
 
 
+def thinking_max_tokens(limit: int, effort: str) -> int:
+    """``maxTokens`` with room for the thinking budget ``effort`` asks for, and 1,024 tokens of answer."""
+    return max(limit, THINKING_BUDGET[effort] + 1024)
+
+
 def to_converse(body: dict[str, Any]) -> dict[str, Any]:
     system: list[str] = []
     messages: list[dict[str, Any]] = []
@@ -113,7 +118,7 @@ def to_converse(body: dict[str, Any]) -> dict[str, Any]:
     if effort in THINKING_BUDGET:
         # Claude on Bedrock takes Anthropic's thinking switch as a model-specific field.
         out["additionalModelRequestFields"] = {"thinking": {"type": "enabled", "budget_tokens": THINKING_BUDGET[effort]}}
-        config["maxTokens"] = max(config.get("maxTokens", 0), THINKING_BUDGET[effort] + 1024)
+        config["maxTokens"] = thinking_max_tokens(config.get("maxTokens", 0), effort)
         config.pop("temperature", None)
     if config:
         out["inferenceConfig"] = config
@@ -144,8 +149,10 @@ def usage_of(data: dict[str, Any] | None) -> Usage | None:
     if not data:
         return None
     cached = int(data.get("cacheReadInputTokens") or 0)
-    return Usage(prompt_tokens=int(data.get("inputTokens") or 0) + cached + int(data.get("cacheWriteInputTokens") or 0),
-                 completion_tokens=int(data.get("outputTokens") or 0), cached_tokens=cached)
+    written = int(data.get("cacheWriteInputTokens") or 0)  # billed as Anthropic's 5-minute cache writes
+    return Usage(prompt_tokens=int(data.get("inputTokens") or 0) + cached + written,
+                 completion_tokens=int(data.get("outputTokens") or 0), cached_tokens=cached,
+                 cache_write_tokens=written)
 
 
 def failure(status: int, name: str, message: str) -> UpstreamFailure:
@@ -164,6 +171,12 @@ class BedrockAdaptor(Adaptor):
     name = "bedrock"
     default_base_url = ""
     supports: ClassVar[frozenset[str]] = frozenset({CHAT})
+
+    @classmethod
+    def output_limit(cls, body: dict[str, Any]) -> int:
+        limit = max_tokens(body) or 0
+        effort = body.get("reasoning_effort")
+        return thinking_max_tokens(limit, effort) if effort in THINKING_BUDGET else limit
 
     def __init__(self, channel: ChannelConfig, http: httpx.AsyncClient) -> None:
         super().__init__(channel, http)

@@ -68,6 +68,7 @@ def readable_errors() -> Iterator[None]:
 
 class CloudflareAdaptor(OpenAIAdaptor):
     name = "cloudflare"
+    limit_field = "max_tokens"  # what Workers AI reads, on both of its endpoints
     raw_sse = False  # the native endpoint streams its own format; errors need rewording
     default_base_url = "https://api.cloudflare.com/client/v4"
     supports: ClassVar[frozenset[str]] = frozenset({CHAT, EMBEDDINGS})

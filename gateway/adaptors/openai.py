@@ -44,6 +44,7 @@ from gateway.adaptors.base import (
 class OpenAIAdaptor(Adaptor):
     name = "openai"
     raw_sse = True
+    limit_field = "max_completion_tokens"  # OpenAI's reasoning models refuse max_tokens
     default_base_url = "https://api.openai.com/v1"
     supports: ClassVar[frozenset[str]] = frozenset(
         {CHAT, EMBEDDINGS, COMPLETIONS, IMAGES, SPEECH, TRANSCRIPTIONS, MODERATIONS})
@@ -158,5 +159,6 @@ class GroqAdaptor(OpenAIAdaptor):
 
 class DeepSeekAdaptor(OpenAIAdaptor):
     name = "deepseek"
+    limit_field = "max_tokens"  # DeepSeek documents only max_tokens
     default_base_url = "https://api.deepseek.com/v1"
     supports: ClassVar[frozenset[str]] = frozenset({CHAT, COMPLETIONS})

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.providers.script import BrokenStream, Part, Reply, Switches, Turn, answer
+from tests.providers.script import BrokenStream, Part, Reply, Switches, Turn, answer, words
 
 KEY = "sk-ant-test"
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -122,11 +122,19 @@ def create_app(switches: Switches | None = None) -> Starlette:
         reply = answer(_system(body.get("system")), turns, tools, max_tokens=body["max_tokens"],
                        stop=body.get("stop_sequences"),
                        thinking=(body.get("thinking") or {}).get("type") == "enabled")
+        # Blocks marked cache_control are written to the prompt cache (a word a token), as Anthropic
+        # reports on a first request: counted apart from input_tokens, split by the cache's lifetime.
+        cached = [b for m in body["messages"] if isinstance(m.get("content"), list) for b in m["content"]
+                  if isinstance(b, dict) and b.get("cache_control")]
+        written_1h = sum(words(b.get("text", "")) for b in cached if b["cache_control"].get("ttl") == "1h")
+        written = sum(words(b.get("text", "")) for b in cached)
         message = {"id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant",
                    "model": body.get("model", ""), "content": _content(reply), "stop_reason": STOP[reply.stop],
                    "stop_sequence": reply.stop_sequence or None,
-                   "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
-                             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+                   "usage": {"input_tokens": reply.input_tokens - written, "output_tokens": reply.output_tokens,
+                             "cache_creation_input_tokens": written, "cache_read_input_tokens": 0,
+                             "cache_creation": {"ephemeral_5m_input_tokens": written - written_1h,
+                                                "ephemeral_1h_input_tokens": written_1h}}}
         if not body.get("stream"):
             return JSONResponse(message)
         return StreamingResponse(_stream(message, reply, switches), media_type="text/event-stream")
