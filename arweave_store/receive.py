@@ -21,6 +21,7 @@ from urllib.parse import unquote
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from arweave_store.errors import PaymentRequired
 from gateway.errors import BadRequest, BodyTooLarge
 
 MULTIPART_SLACK = 64 * 1024  # room for part headers and boundaries around the file
@@ -55,9 +56,10 @@ def clean_file_name(value: str | None) -> str:
 class _Sink:
     """Writes the file's bytes to disk, counting and hashing them, refusing past the limit."""
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, affordable: int | None = None) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.affordable = affordable  # bytes past which the key cannot pay: stop reading there
         self.size = 0
         self.hash = hashlib.sha256()
         self.fh: IO[bytes] | None = None
@@ -70,6 +72,10 @@ class _Sink:
         self.size += len(data)
         if self.size > self.max_bytes:
             raise BodyTooLarge(too_large_message(self.max_bytes))
+        if self.affordable is not None and self.size > self.affordable:
+            raise PaymentRequired(
+                f"The file is larger than this key can pay to store ({self.affordable:,} bytes at most with "
+                "its balance). Top up on the /topup page; nothing was charged.")
         self.hash.update(data)
         self.fh.write(data)
 
@@ -85,8 +91,21 @@ def too_large_message(max_bytes: int) -> str:
     return f"The file is larger than this service accepts ({max_bytes:,} bytes at most)."
 
 
-async def receive_upload(request: Request, *, max_bytes: int, directory: Path) -> Received:
-    """Spool the request's file into ``directory``; the caller owns (and must move or discard) it."""
+def declared_file_size(request: Request) -> int | None:
+    """The least the file can weigh by the request's ``Content-Length``; None when it declares none."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        return None
+    multipart = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+    return max(0, int(declared) - (MULTIPART_SLACK if multipart else 0))
+
+
+async def receive_upload(request: Request, *, max_bytes: int, directory: Path,
+                         affordable: int | None = None) -> Received:
+    """Spool the request's file into ``directory``; the caller owns (and must move or discard) it.
+
+    ``affordable``: refuse (402) as soon as the file passes this many bytes.
+    """
     content_type = request.headers.get("content-type", "")
     multipart = content_type.lower().startswith("multipart/form-data")
     declared = request.headers.get("content-length")
@@ -94,7 +113,7 @@ async def receive_upload(request: Request, *, max_bytes: int, directory: Path) -
         if int(declared) > max_bytes + (MULTIPART_SLACK if multipart else 0):
             raise BodyTooLarge(too_large_message(max_bytes))
     directory.mkdir(parents=True, exist_ok=True)
-    sink = _Sink(directory / f"{uuid.uuid4().hex}.part", max_bytes)
+    sink = _Sink(directory / f"{uuid.uuid4().hex}.part", max_bytes, affordable)
     try:
         if multipart:
             file_type, file_name = await _receive_multipart(request, content_type, sink, max_bytes)

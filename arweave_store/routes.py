@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from arweave_store.client import ArweaveClient
 from arweave_store.errors import PaymentRequired, UploadNotFound
 from arweave_store.models import Upload
-from arweave_store.receive import receive_upload
+from arweave_store.receive import declared_file_size, receive_upload
 from arweave_store.store import TX_ID, UploadStore
 from arweave_store.tickets import read_ticket
 from arweave_store.tracker import Tracker
@@ -126,8 +126,13 @@ async def upload(request: Request) -> Response:
     try:
         info = await run_sync(lambda: _who(store, headers, query, ip, spending=True))
         store.require_wallet()
+        declared = declared_file_size(request)
+        if declared is not None and declared > store.settings.arweave_max_bytes:
+            declared = None  # receive_upload answers 413 for that
+        # Refused before the body is read when the key cannot pay (a 60 MB body is not signed first).
+        affordable = await store.affordable_bytes(info, at_least=declared)
         received = await receive_upload(request, max_bytes=store.settings.arweave_max_bytes,
-                                        directory=store.incoming)
+                                        directory=store.incoming, affordable=affordable)
         try:
             row, plan = await store.accept(info, received, request_id=request_id, client_ip=ip)
         finally:

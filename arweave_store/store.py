@@ -45,7 +45,7 @@ from gateway import quota
 from gateway.auth import KeyCache, KeyInfo
 from gateway.db import db, run_sync
 from gateway.errors import UpstreamError
-from gateway.models import RequestLog, utcnow
+from gateway.models import RequestLog, Token, User, utcnow
 from gateway.money import format_usd
 from gateway.settings import Settings
 
@@ -61,6 +61,26 @@ try:
     APP_VERSION = version("permachat")
 except PackageNotFoundError:  # running from a checkout that was never installed
     APP_VERSION = "0"
+
+
+AFFORDABLE_PRECISION = 4096  # bytes: how closely a chunked upload's affordable size is found
+
+
+def _spendable(info: KeyInfo) -> int:
+    """What the key can spend now, fresh from the database (blocking)."""
+    user = User.get_by_id(info.user_id)
+    if info.unlimited:
+        return max(0, user.quota)
+    return max(0, min(user.quota, Token.get_by_id(info.token_id).remain_quota))
+
+
+def _cannot_pay(info: KeyInfo, size: int, cost: str, spendable: int) -> PaymentRequired:
+    whose = "Your account" if info.unlimited or info.user_quota <= info.remain_quota else "This key"
+    return PaymentRequired(
+        f"Storing this file ({size:,} {'byte' if size == 1 else 'bytes'} or more) permanently costs at least "
+        f"{cost}; {whose} has "
+        f"{format_usd(spendable)} left. Top up on the /topup page (nothing was charged, and the file "
+        "was not read).")
 
 
 def file_name_tag(name: str) -> str:
@@ -128,6 +148,45 @@ class UploadStore:
             raise UpstreamError(f"The Arweave gateway could not quote a price: {exc}") from None
         rates = await run_sync(pricing.read_rates)
         return pricing.quote(size, winston, rates)
+
+    async def affordable_bytes(self, info: KeyInfo, *, at_least: int | None) -> int | None:
+        """How many bytes the key can pay to store, known before the body is read; None: up to the limit.
+
+        ``at_least``: a size the file is known to reach (from ``Content-Length``);
+        a key that cannot pay for it is refused at once, before a byte is read.
+        Otherwise, for a body of unknown length, the largest affordable size is
+        found (the network's price only grows with size), so the upload can be
+        refused as soon as it passes it rather than after it has all arrived.
+        Raises :class:`PaymentRequired`, charging nothing.
+        """
+        spendable = await run_sync(lambda: _spendable(info))
+        limit = self.settings.arweave_max_bytes
+        if at_least is not None:
+            # The body's length bounds the file: no need to stop it mid-way. (A small multipart
+            # body proves no size at all: then the exact quote, once it has arrived, decides.)
+            if at_least > 0:
+                quote = await self.quote(min(at_least, limit))
+                if quote.units > spendable:
+                    raise _cannot_pay(info, min(at_least, limit), quote.usd, spendable)
+            return None
+        if (await self.quote(limit)).units <= spendable:
+            return None
+        rates = await run_sync(pricing.read_rates)
+
+        async def fits(size: int) -> bool:
+            try:
+                winston = await self.client.price(size)
+            except ArweaveError as exc:
+                raise UpstreamError(f"The Arweave gateway could not quote a price: {exc}") from None
+            return pricing.quote(size, winston, rates).units <= spendable
+
+        if not await fits(1):
+            raise _cannot_pay(info, 1, (await self.quote(1)).usd, spendable)
+        low, high = 1, limit  # low fits, high does not; to within 4 KB (about 15 quotes for 100 MB)
+        while high - low > AFFORDABLE_PRECISION:
+            middle = (low + high) // 2
+            low, high = (middle, high) if await fits(middle) else (low, middle)
+        return low
 
     async def accept(self, info: KeyInfo, received: Received, *, request_id: str, client_ip: str) -> tuple[Upload, ChunkPlan]:
         """Bill and sign a received file, and keep it until it is confirmed. Raises before any charge."""

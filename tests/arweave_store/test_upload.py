@@ -306,3 +306,46 @@ def test_an_upload_the_gateway_could_not_take_is_posted_after_a_restart(arweave_
     finally:
         second.stop()
         flaky.server.stop()
+
+
+def _answer(sock: socket.socket) -> str:
+    """The server's whole answer to a request whose body was not (all) sent."""
+    answer = b""
+    while not answer.rstrip().endswith(b"}"):  # the JSON error body, however the packets fall
+        data = sock.recv(65536)
+        if not data:
+            break
+        answer += data
+    return answer.decode()
+
+
+def test_an_upload_the_key_cannot_pay_for_is_refused_before_its_body_is_read(arweave_server, arlocal,
+                                                                              service_wallet):
+    from arweave_store import pricing
+
+    pricing.set_rates(usd_per_ar="100000")  # bytes are dear: the price grows with the size
+    quote = httpx.get(f"{arweave_server.url}/arweave/price", params={"bytes": 300_000}).json()
+    poor = make_customer("poorer@example.com", usd="100000", key_usd=quote["cost_usd"].lstrip("$"))
+    winston = arlocal.balance(service_wallet.wallet.address)
+    head = (f"POST /arweave/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {poor.key}\r\n"
+            "Content-Type: application/octet-stream\r\n")
+    # Content-Length says 1.5 MB; only the headers and a few bytes are sent: the 402 must not wait for the rest.
+    with socket.create_connection(("127.0.0.1", arweave_server.port), timeout=5) as sock:
+        sock.sendall((head + "Content-Length: 1500000\r\n\r\n").encode() + b"x" * 10)
+        answer = _answer(sock)
+    assert answer.startswith("HTTP/1.1 402"), answer
+    assert "1,500,000 bytes or more" in answer and "nothing was charged" in answer
+    # Chunked (no length): refused once the file passes what the key can pay, not after it all arrived.
+    with socket.create_connection(("127.0.0.1", arweave_server.port), timeout=5) as sock:
+        sock.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
+        for _ in range(10):  # 640 KB of a body that would go on for ever
+            sock.sendall(b"10000\r\n" + b"y" * 0x10000 + b"\r\n")
+        answer = _answer(sock)
+    assert answer.startswith("HTTP/1.1 402"), answer
+    assert "larger than this key can pay to store" in answer
+    # What it can pay for still goes up.
+    fits = httpx.post(f"{arweave_server.url}/arweave/upload", headers=auth(poor),
+                      files={"file": ("a.bin", b"z" * 200_000, "application/octet-stream")}, timeout=30)
+    assert fits.status_code in (200, 202), fits.text
+    assert Upload.select().count() == 1
+    assert arlocal.balance(service_wallet.wallet.address) < winston
