@@ -74,3 +74,19 @@ def test_bad_setting_stops_serve_with_one_line(tmp_path):
     proc = subprocess.run([PERMACHAT, "serve"], env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert proc.stderr.strip() == "Error: PERMACHAT_WORKERS: 'many' is not a whole number"
+
+
+def test_a_key_sent_in_the_query_string_never_reaches_the_logs(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERMACHAT_", "OPENAI_"))}
+    env |= {"PERMACHAT_DATA_DIR": str(tmp_path / "data")}
+    port = free_port()
+    proc = start(env, port)
+    key = "sk-" + "Ab3" * 16
+    for path in ("/v1/models", "/v1beta/models/gemini:generateContent", "/arweave/uploads", "/nowhere"):
+        httpx.get(f"http://127.0.0.1:{port}{path}", params={"key": key, "alt": "sse"})
+    httpx.get(f"http://127.0.0.1:{port}/v1/models", params={"api_key": key})
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    logs = out + err
+    assert "GET /v1/models?key=[redacted]&alt=sse" in logs  # the access log still shows the request
+    assert key not in logs and key[:20] not in logs

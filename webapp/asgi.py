@@ -25,6 +25,7 @@ from gateway import db as dbmod
 from gateway.http_client import upstream_client
 from gateway.service import Gateway
 from gateway.settings import Settings
+from webapp import access_log
 
 log = logging.getLogger("permachat")
 
@@ -70,6 +71,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        access_log.install()  # here: after uvicorn set up its loggers, in every worker
         app.state.settings = settings
         async with http as client, arweave_routes.lifespan(app, settings):
             app.state.http = client
