@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from gateway.adaptors.base import (
 )
 from gateway.auth import KeyInfo, request_key
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
+from gateway.multipart import parse_form
 from gateway.relay import ChatStream, encode_chunk, new_request_id
 from gateway.validation import parse_json, read_body, require_model
 
@@ -231,18 +231,18 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
 
     @with_request_id
     async def transcriptions(request: Request, request_id: str) -> Response:
-        """Speech to text: the multipart body goes upstream untouched."""
+        """Speech to text: the form goes upstream as the gateway read it (see gateway.multipart)."""
         auth = await auth_of(request)
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            raise BadRequest("Send the audio as multipart/form-data with 'file' and 'model' fields.")
-        raw = await read_body(request, limit)
-        fields = _multipart_fields(raw, content_type)
-        model = fields.get("model", b"").decode("utf-8", "replace").strip()
+        form = parse_form(await read_body(request, limit), request.headers.get("content-type", ""))
+        model = form.text("model") or ""
         if not model:
             raise BadRequest("you must provide a model parameter", param="model")
-        if "file" not in fields:
+        if not form.has_file("file"):
             raise BadRequest("Missing required parameter: 'file'.", param="file")
+        if (form.text("stream") or "").strip().lower() not in ("", "false"):
+            # A streamed transcript would go back unread, its usage unbilled.
+            raise BadRequest(f"Streaming is not supported on {request.scope['path']}.", param="stream")
+        raw, content_type = form.encode()
         call = await gw.relay.prepare(auth, endpoint=TRANSCRIPTIONS, path=request.scope["path"], model=model,
                                       estimate=Usage(), client_ip=client_ip(request), request_id=request_id,
                                       is_stream=False)
@@ -320,20 +320,6 @@ def _method_not_allowed(allowed: list[str]) -> Callable[[Request], Awaitable[Res
         return response
 
     return endpoint
-
-
-def _multipart_fields(raw: bytes, content_type: str) -> dict[str, bytes]:
-    """The parts of a multipart body by field name (the body itself is forwarded untouched)."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not match:
-        raise BadRequest("The multipart body has no boundary in its Content-Type.")
-    fields: dict[str, bytes] = {}
-    for part in raw.split(b"--" + match.group(1).encode())[1:]:
-        head, sep, value = part.partition(b"\r\n\r\n")
-        name = re.search(rb'name="([^"]*)"', head)
-        if sep and name:
-            fields[name.group(1).decode("utf-8", "replace")] = value.removesuffix(b"\r\n")
-    return fields
 
 
 def _model_object(model_id: str, owners: tuple[str, ...]) -> dict[str, Any]:
