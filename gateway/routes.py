@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from gateway import claude_messages, tokens
+from gateway import claude_messages, tokens, validation
 from gateway.adaptors.base import (
     COMPLETIONS,
     EMBEDDINGS,
@@ -35,7 +35,7 @@ from gateway.auth import KeyInfo, request_key
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.multipart import parse_form
 from gateway.relay import ChatStream, encode_chunk, new_request_id
-from gateway.validation import parse_json, read_body, require_model
+from gateway.validation import parse_json, read_body
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -166,16 +166,14 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         data = await gw.complete(auth, body, client_ip=ip, request_id=request_id, path=request.scope["path"])
         return Response(encode_chunk(data), media_type="application/json")
 
-    def forwarder(endpoint: str, describe: Callable[[dict[str, Any]], tuple[Usage, int]],
+    def forwarder(endpoint: str, validate: Callable[[dict[str, Any]], str],
+                  describe: Callable[[dict[str, Any]], tuple[Usage, int]],
                   usage_after: Callable[[dict[str, Any], Usage | None], Usage],
-                  defaults: dict[str, Any] | None = None, required: tuple[str, ...] = ()) -> Handler:
+                  defaults: dict[str, Any] | None = None) -> Handler:
         async def handler(request: Request, request_id: str) -> Response:
             auth = await auth_of(request)
             body = {**(defaults or {}), **await json_body(request)}
-            model = require_model(body)
-            for name in required:
-                if body.get(name) in (None, "", []):
-                    raise BadRequest(f"Missing required parameter: '{name}'.", param=name)
+            model = validate(body)
             if body.get("stream") and endpoint == COMPLETIONS:
                 stream = ChatStream(gw.relay, auth, body, client_ip=client_ip(request), request_id=request_id,
                                     path=request.scope["path"], kind=COMPLETIONS, raw=True)
@@ -207,26 +205,23 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         return usage_after
 
     def images_describe(body: dict[str, Any]) -> tuple[Usage, int]:
-        n = body.get("n") or 1
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
-            raise BadRequest("'n' must be an integer between 1 and 10.", param="n")
-        return Usage(prompt_tokens=tokens.estimate_input(body.get("prompt"))), n
+        return Usage(prompt_tokens=tokens.estimate_input(body.get("prompt"))), body.get("n") or 1
 
     def speech_usage(body: dict[str, Any], usage: Usage | None) -> Usage:
         # Speech is priced per character: the price's input rate applies to characters.
         return Usage(prompt_tokens=len(str(body.get("input") or "")))
 
     routes_json = {
-        "/embeddings": forwarder(EMBEDDINGS, prompt_of("input", 0), reported_or_estimated("input"),
-                                 required=("input",)),
-        "/completions": forwarder(COMPLETIONS, prompt_of("prompt", 16), reported_or_estimated("prompt"),
-                                  required=("prompt",)),
-        "/moderations": forwarder(MODERATIONS, prompt_of("input", 0), reported_or_estimated("input"),
-                                  defaults={"model": "omni-moderation-latest"}, required=("input",)),
-        "/images/generations": forwarder(IMAGES, images_describe, lambda body, usage: usage or Usage(),
-                                         defaults={"model": "dall-e-2"}, required=("prompt",)),
-        "/audio/speech": forwarder(SPEECH, lambda body: (speech_usage(body, None), 1), speech_usage,
-                                   required=("input", "voice")),
+        "/embeddings": forwarder(EMBEDDINGS, validation.validate_embeddings, prompt_of("input", 0),
+                                 reported_or_estimated("input")),
+        "/completions": forwarder(COMPLETIONS, validation.validate_completion, prompt_of("prompt", 16),
+                                  reported_or_estimated("prompt")),
+        "/moderations": forwarder(MODERATIONS, validation.validate_moderations, prompt_of("input", 0),
+                                  reported_or_estimated("input"), defaults={"model": "omni-moderation-latest"}),
+        "/images/generations": forwarder(IMAGES, validation.validate_images, images_describe,
+                                         lambda body, usage: usage or Usage(), defaults={"model": "dall-e-2"}),
+        "/audio/speech": forwarder(SPEECH, validation.validate_speech, lambda body: (speech_usage(body, None), 1),
+                                   speech_usage),
     }
 
     @with_request_id
