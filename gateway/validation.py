@@ -139,9 +139,9 @@ def _int_field(body: Body, name: str, low: int, high: int = MAX_TOKENS, *, requi
 
 
 def _typed(body: Body, name: str, kinds: tuple[type, ...], what: str, *, required: bool = False,
-           where: str = "") -> None:
+           nullable: bool = True, where: str = "") -> None:
     value = body.get(name)
-    if value is None:
+    if value is None and (nullable or name not in body):
         if required:
             raise BadRequest(f"Missing required parameter: '{where}{name}'.", param=where + name)
         return
@@ -216,9 +216,13 @@ def validate_chat(body: Body) -> str:
             raise BadRequest(f"'{where}.content' must be a string or an array of content parts.",
                              param=f"{where}.content")
         for j, part in enumerate(content if isinstance(content, list) else ()):
+            at = f"{where}.content[{j}]"
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                raise BadRequest(f"'{where}.content[{j}]' must be an object with a string 'type'.",
-                                 param=f"{where}.content[{j}]")
+                raise BadRequest(f"'{at}' must be an object with a string 'type'.", param=at)
+            if part["type"] == "text":
+                _string(part, "text", required=True, where=at + ".")
+            elif part["type"] == "image_url":
+                _typed(part, "image_url", (str, dict), "an object with a 'url'", required=True, where=at + ".")
         _list_of_objects(message, "tool_calls", where=where + ".")
     _list_of_objects(body, "tools")
     _list_of_objects(body, "functions")
@@ -327,7 +331,6 @@ def validate_messages(body: Body) -> Body:
 
 
 _BLOCK_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...], str], ...]] = {
-    "text": (("text", (str,), "a string"),),
     "image": (("source", (dict,), "an object"),),
     "document": (("source", (dict,), "an object"),),
     "tool_use": (("id", (str,), "a string"), ("name", (str,), "a string"), ("input", (dict,), "an object")),
@@ -341,7 +344,8 @@ def _blocks(blocks: list[Any], where: str) -> None:
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             raise BadRequest(f"'{at}' must be a content block: an object with a string 'type'.", param=at)
         # Any block's text is read (joined into a system prompt or a tool's result), whatever its type.
-        _typed(block, "text", (str,), "a string", where=at + ".")
+        _typed(block, "text", (str,), "a string", required=block["type"] == "text", nullable=False,
+               where=at + ".")
         for name, kinds, what in _BLOCK_FIELDS.get(block["type"], ()):
             _typed(block, name, kinds, what, where=at + ".")
         if block["type"] == "tool_result" and isinstance(block.get("content"), list):
