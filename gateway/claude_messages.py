@@ -29,7 +29,7 @@ from gateway.adaptors.base import CHAT, Adaptor, ChatRequest, FailureKind, Upstr
 from gateway.auth import request_key
 from gateway.errors import BadRequest, GatewayError, UpstreamError
 from gateway.relay import CLIENT_CLOSED, Call, new_request_id
-from gateway.validation import parse_json, read_body
+from gateway.validation import parse_json, read_body, validate_messages
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -261,7 +261,7 @@ def routes(gw: Gateway) -> list[BaseRoute]:
 async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
     ip = request.client.host if request.client else ""
     auth = await gw.authenticate(request_key(request), ip)
-    native = parse_json(await read_body(request, gw.settings.max_body_bytes))
+    native = validate_messages(parse_json(await read_body(request, gw.settings.max_body_bytes)))
     body = to_openai(native)
     model = body["model"]
     stream = native.get("stream") is True

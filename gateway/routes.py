@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from gateway import claude_messages, tokens
+from gateway import claude_messages, tokens, validation
 from gateway.adaptors.base import (
     COMPLETIONS,
     EMBEDDINGS,
@@ -34,8 +33,9 @@ from gateway.adaptors.base import (
 )
 from gateway.auth import KeyInfo, request_key
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
+from gateway.multipart import parse_form
 from gateway.relay import ChatStream, encode_chunk, new_request_id
-from gateway.validation import parse_json, read_body, require_model
+from gateway.validation import parse_json, read_body
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -166,16 +166,14 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         data = await gw.complete(auth, body, client_ip=ip, request_id=request_id, path=request.scope["path"])
         return Response(encode_chunk(data), media_type="application/json")
 
-    def forwarder(endpoint: str, describe: Callable[[dict[str, Any]], tuple[Usage, int]],
+    def forwarder(endpoint: str, validate: Callable[[dict[str, Any]], str],
+                  describe: Callable[[dict[str, Any]], tuple[Usage, int]],
                   usage_after: Callable[[dict[str, Any], Usage | None], Usage],
-                  defaults: dict[str, Any] | None = None, required: tuple[str, ...] = ()) -> Handler:
+                  defaults: dict[str, Any] | None = None) -> Handler:
         async def handler(request: Request, request_id: str) -> Response:
             auth = await auth_of(request)
             body = {**(defaults or {}), **await json_body(request)}
-            model = require_model(body)
-            for name in required:
-                if body.get(name) in (None, "", []):
-                    raise BadRequest(f"Missing required parameter: '{name}'.", param=name)
+            model = validate(body)
             if body.get("stream") and endpoint == COMPLETIONS:
                 stream = ChatStream(gw.relay, auth, body, client_ip=client_ip(request), request_id=request_id,
                                     path=request.scope["path"], kind=COMPLETIONS, raw=True)
@@ -207,9 +205,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         return usage_after
 
     def images_describe(body: dict[str, Any]) -> tuple[Usage, int]:
-        n = body.get("n") or 1
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
-            raise BadRequest("'n' must be an integer between 1 and 10.", param="n")
+        n = body.get("n") or 1  # validate_images checked it
         # Token-priced image models (gpt-image-1) bill each image's output tokens.
         return Usage(prompt_tokens=tokens.estimate_input(body.get("prompt")),
                      completion_tokens=tokens.IMAGE_OUTPUT_TOKENS * n), n
@@ -219,32 +215,32 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         return Usage(prompt_tokens=len(str(body.get("input") or "")))
 
     routes_json = {
-        "/embeddings": forwarder(EMBEDDINGS, prompt_of("input", 0), reported_or_estimated("input"),
-                                 required=("input",)),
-        "/completions": forwarder(COMPLETIONS, prompt_of("prompt", 16), reported_or_estimated("prompt"),
-                                  required=("prompt",)),
-        "/moderations": forwarder(MODERATIONS, prompt_of("input", 0), reported_or_estimated("input"),
-                                  defaults={"model": "omni-moderation-latest"}, required=("input",)),
-        "/images/generations": forwarder(IMAGES, images_describe, lambda body, usage: usage or Usage(),
-                                         defaults={"model": "dall-e-2"}, required=("prompt",)),
-        "/audio/speech": forwarder(SPEECH, lambda body: (speech_usage(body, None), 1), speech_usage,
-                                   required=("input", "voice")),
+        "/embeddings": forwarder(EMBEDDINGS, validation.validate_embeddings, prompt_of("input", 0),
+                                 reported_or_estimated("input")),
+        "/completions": forwarder(COMPLETIONS, validation.validate_completion, prompt_of("prompt", 16),
+                                  reported_or_estimated("prompt")),
+        "/moderations": forwarder(MODERATIONS, validation.validate_moderations, prompt_of("input", 0),
+                                  reported_or_estimated("input"), defaults={"model": "omni-moderation-latest"}),
+        "/images/generations": forwarder(IMAGES, validation.validate_images, images_describe,
+                                         lambda body, usage: usage or Usage(), defaults={"model": "dall-e-2"}),
+        "/audio/speech": forwarder(SPEECH, validation.validate_speech, lambda body: (speech_usage(body, None), 1),
+                                   speech_usage),
     }
 
     @with_request_id
     async def transcriptions(request: Request, request_id: str) -> Response:
-        """Speech to text: the multipart body goes upstream untouched."""
+        """Speech to text: the form goes upstream as the gateway read it (see gateway.multipart)."""
         auth = await auth_of(request)
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            raise BadRequest("Send the audio as multipart/form-data with 'file' and 'model' fields.")
-        raw = await read_body(request, limit)
-        fields = _multipart_fields(raw, content_type)
-        model = fields.get("model", b"").decode("utf-8", "replace").strip()
+        form = parse_form(await read_body(request, limit), request.headers.get("content-type", ""))
+        model = form.text("model") or ""
         if not model:
             raise BadRequest("you must provide a model parameter", param="model")
-        if "file" not in fields:
+        if not form.has_file("file"):
             raise BadRequest("Missing required parameter: 'file'.", param="file")
+        if (form.text("stream") or "").strip().lower() not in ("", "false"):
+            # A streamed transcript would go back unread, its usage unbilled.
+            raise BadRequest(f"Streaming is not supported on {request.scope['path']}.", param="stream")
+        raw, content_type = form.encode()
         call = await gw.relay.prepare(auth, endpoint=TRANSCRIPTIONS, path=request.scope["path"], model=model,
                                       estimate=audio_estimate(len(raw)), client_ip=client_ip(request),
                                       request_id=request_id,
@@ -323,20 +319,6 @@ def _method_not_allowed(allowed: list[str]) -> Callable[[Request], Awaitable[Res
         return response
 
     return endpoint
-
-
-def _multipart_fields(raw: bytes, content_type: str) -> dict[str, bytes]:
-    """The parts of a multipart body by field name (the body itself is forwarded untouched)."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not match:
-        raise BadRequest("The multipart body has no boundary in its Content-Type.")
-    fields: dict[str, bytes] = {}
-    for part in raw.split(b"--" + match.group(1).encode())[1:]:
-        head, sep, value = part.partition(b"\r\n\r\n")
-        name = re.search(rb'name="([^"]*)"', head)
-        if sep and name:
-            fields[name.group(1).decode("utf-8", "replace")] = value.removesuffix(b"\r\n")
-    return fields
 
 
 def audio_estimate(size: int) -> Usage:

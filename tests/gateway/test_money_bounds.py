@@ -113,7 +113,27 @@ def test_a_body_that_cannot_be_sent_bills_nothing(upstream, make_account, price,
     raw = b'{"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "a \\ud800 b"}]}'
     r = httpx.post(server.url + "/v1/chat/completions", content=raw, timeout=20,
                    headers={"Authorization": f"Bearer {acct.key}", "Content-Type": "application/json"})
-    assert r.status_code != 200
+    assert r.status_code == 400, r.text
+    assert not upstream.state.requests
+    server.stop()
+    assert acct.refresh().user.quota == 500_000
+    assert sum(row.quota for row in RequestLog.select().where(RequestLog.kind == "relay")) == 0
+
+
+def test_a_channel_whose_request_cannot_be_built_bills_nothing(upstream, make_account, price, serve):
+    from gateway import accounts
+
+    # A key pasted with a typographic quote cannot go in an HTTP header: the request fails
+    # here, after the reservation and before anything reaches the upstream.
+    accounts.add_channel(type="openai", name="smart quote", base_url=upstream.base_url, keys=["sk-upstream\u2019"],
+                         models="gpt-4o-mini")
+    price("gpt-4o-mini", "1", "2")
+    acct = make_account("1")
+    server = serve()
+    for stream in (True, False):
+        r = post(server, acct.key, "/v1/chat/completions", json={"model": "gpt-4o-mini", "stream": stream,
+                                                                  "messages": [{"role": "user", "content": "hi " * 500}]})
+        assert r.status_code != 200, r.text
     assert not upstream.state.requests
     server.stop()
     assert acct.refresh().user.quota == 500_000

@@ -190,7 +190,7 @@ def test_a_request_that_fails_here_before_reaching_the_upstream_bills_nothing(si
         {"role": "user", "content": "again"}]}
     r = httpx.post(site.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"},
                    timeout=20)
-    assert r.status_code != 200, r.text
+    assert r.status_code == 400 and "tool_calls" in r.json()["error"]["message"], r.text
     assert not upstreams[provider].switches.requests
     deadline = time.monotonic() + 5
     while RequestLog.get_or_none(RequestLog.user_id == user_id, RequestLog.kind == "relay") is None \

@@ -124,7 +124,7 @@ def count_prompt(body: dict[str, Any]) -> int:
     for message in body.get("messages") or ():
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            content = " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
         total += len(str(content or "").split()) + 4
     return total + 3
 
