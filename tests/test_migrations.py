@@ -31,7 +31,7 @@ def test_sqlite_migrates_from_empty_and_back(settings):
     assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
     run = runner(database)
     assert all(m.applied for m in run.status())
-    run.down()
+    run.down("0001_initial")
     assert not any(database.table_exists(m._meta.table_name) for m in ALL_MODELS)
     run.up()
     assert_schema_matches_models(database)
