@@ -13,16 +13,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from gateway import quota
 from gateway.db import db
 from gateway.keys import display_prefix, hash_secret, new_api_key, new_redemption_code
-from gateway.models import AuditLog, Channel, ModelPrice, RedemptionCode, Token, User, utcnow
+from gateway.models import (
+    AuditLog,
+    Channel,
+    LoginSession,
+    ModelPrice,
+    RedemptionCode,
+    Token,
+    User,
+    utcnow,
+)
 from gateway.money import MoneyError, parse_usd, usd_to_units
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8
+
+# Accounts permachat itself owns (the free tier's) have this role. They are made by a
+# migration, and nobody can register their emails, log into them or be given their keys.
+SYSTEM_ROLE = "system"
+SYSTEM_DOMAIN = "permachat.invalid"  # RFC 2606: no mailbox can ever have it
+FREE_TIER_EMAIL = "free-tier@" + SYSTEM_DOMAIN
 
 # Channel types the gateway knows; each is one adaptor file in gateway/adaptors/.
 CHANNEL_TYPES = ("openai", "azure", "groq", "deepseek", "anthropic", "gemini", "bedrock",
@@ -42,6 +58,10 @@ class AccountError(ValueError):
     """Input an account operation cannot accept; the message is shown as is."""
 
 
+class EmailUnavailable(AccountError):
+    """The email is an account's already, or the system's: the register page says neither."""
+
+
 def normalise_email(email: str) -> str:
     email = (email or "").strip().lower()
     if not EMAIL_RE.match(email) or len(email) > 254:
@@ -59,13 +79,73 @@ def verify_password(user: User, password: str) -> bool:
     return check_password_hash(user.password_hash, password)
 
 
+_dummy_hash: list[str] = []
+
+
+def check_login(email: str, password: str) -> User | None:
+    """The account ``email`` and ``password`` open, else None, taking as long either way.
+
+    An unknown email, a system account or a malformed address still runs one scrypt
+    check (against a hash of nothing anyone knows), so the time taken does not tell
+    whether an account exists.
+    """
+    try:
+        user = User.by_email(normalise_email(email))
+    except AccountError:
+        user = None
+    if user is None or user.role == SYSTEM_ROLE:
+        if not _dummy_hash:
+            _dummy_hash.append(generate_password_hash(new_redemption_code(), method="scrypt"))
+        check_password_hash(_dummy_hash[0], password)
+        return None
+    return user if verify_password(user, password) else None
+
+
+LOGIN_DAYS = 365  # as long as the remember cookie lasts
+
+
+def start_login(user: User) -> str:
+    """Open a login for ``user``; returns its secret, which the cookies carry (shown to no one)."""
+    secret = new_redemption_code()
+    LoginSession.delete().where((LoginSession.user == user.id)
+                                & (LoginSession.created_at < utcnow() - dt.timedelta(days=LOGIN_DAYS))).execute()
+    LoginSession.create(user=user.id, key_hash=hash_secret(secret))
+    return secret
+
+
+def login_user_for(user_id: int, secret: str) -> User | None:
+    """The active account whose open login ``secret`` names, else None (logged out, disabled, expired)."""
+    row = (LoginSession.select(LoginSession, User).join(User)
+           .where((LoginSession.key_hash == hash_secret(secret)) & (LoginSession.user == user_id)).first())
+    if row is None or row.user.status != "active" or row.user.role == SYSTEM_ROLE:
+        return None
+    if row.created_at < utcnow() - dt.timedelta(days=LOGIN_DAYS):
+        return None
+    return row.user
+
+
+def end_login(secret: str) -> None:
+    """Close one login: its session and remember cookies stop working."""
+    LoginSession.delete().where(LoginSession.key_hash == hash_secret(secret)).execute()
+
+
+def end_all_logins(user_id: int) -> int:
+    """Close every login of the account (log out everywhere); returns how many there were."""
+    return LoginSession.delete().where(LoginSession.user == user_id).execute()
+
+
 def create_user(email: str, password: str, *, admin: bool = False) -> User:
     email = normalise_email(email)
     password_hash = hash_password(password)
-    with db.atomic():
-        if User.by_email(email) is not None:
-            raise AccountError(f"a user with the email {email} already exists")
-        return User.create(email=email, password_hash=password_hash, role="admin" if admin else "user")
+    if email.endswith("@" + SYSTEM_DOMAIN):
+        raise EmailUnavailable(f"{email} is reserved for permachat's own accounts")
+    try:
+        with db.atomic():
+            if User.by_email(email) is not None:
+                raise EmailUnavailable(f"a user with the email {email} already exists")
+            return User.create(email=email, password_hash=password_hash, role="admin" if admin else "user")
+    except IntegrityError:  # the same email registered at the same moment
+        raise EmailUnavailable(f"a user with the email {email} already exists") from None
 
 
 def get_user(email: str) -> User:
@@ -134,6 +214,8 @@ def create_token(user: User, *, name: str = "", usd: str | Decimal | None = None
                  models: str | Iterable[str] | None = None, expires: str | None = None,
                  allowed_ips: str | Iterable[str] | None = None, rpm_limit: int = 0,
                  is_default: bool = False) -> NewToken:
+    if user.role == SYSTEM_ROLE:
+        raise AccountError(f"{user.email} is one of permachat's own accounts: it cannot be given keys")
     if usd is not None and unlimited:
         raise AccountError("choose either a USD limit or unlimited, not both")
     remain = usd_to_units(parse_usd_arg(usd, "key quota")) if usd is not None else 0

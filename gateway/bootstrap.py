@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from gateway.accounts import add_channel, create_user
+from gateway.accounts import SYSTEM_ROLE, add_channel, create_user
 from gateway.models import Channel, User
 from gateway.settings import Settings
 
@@ -18,7 +18,7 @@ class FirstAdmin:
 
 def ensure_admin(settings: Settings) -> FirstAdmin | None:
     """Create the first admin when there are no users; returns it so it can be printed once."""
-    if User.select().exists():
+    if User.select().where(User.role != SYSTEM_ROLE).exists():  # the migrations made the system's
         return None
     email = settings.admin_email or "admin@localhost.localdomain"
     password = settings.admin_password or secrets.token_urlsafe(12)

@@ -16,6 +16,7 @@ from typing import Any
 from gateway import quota
 from gateway.accounts import (
     CHANNEL_TYPES,
+    SYSTEM_ROLE,
     AccountError,
     parse_date,
     parse_ip_ranges,
@@ -136,6 +137,8 @@ def set_user_status(user: User, status: str, *, actor_id: int | None = None) -> 
 def set_user_role(user: User, role: str, *, actor_id: int | None = None) -> None:
     if role not in ("user", "admin"):
         raise AccountError("role must be user or admin")
+    if user.role == SYSTEM_ROLE:  # its role is what keeps it from being registered, logged into or keyed
+        raise AccountError(f"{user.email} is one of permachat's own accounts: its role cannot change")
     if role == "user" and user.id == actor_id:
         raise AccountError("you cannot remove your own admin role")
     User.update(role=role).where(User.id == user.id).execute()

@@ -190,4 +190,13 @@ class AuditLog(BaseModel):
     detail = JSONField(default=dict)
 
 
-TABLES = [User, Token, Channel, ModelPrice, RedemptionCode, RequestLog, Option, AuditLog]
+class LoginSession(BaseModel):
+    """One login of one browser. Its session and remember cookies name it (by a secret
+    whose SHA-256 is ``key_hash``), so deleting the row ends both, however they are replayed."""
+
+    user = ForeignKeyField(User, backref="login_sessions", on_delete="CASCADE")
+    key_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+
+TABLES = [User, Token, Channel, ModelPrice, RedemptionCode, RequestLog, Option, AuditLog, LoginSession]

@@ -50,6 +50,7 @@ class Settings:
     default_max_tokens: int = _env("PERMACHAT_DEFAULT_MAX_TOKENS", doc="Output limit sent upstream (and reserved) for a request that sets none.", default=4096)
     upstream_timeout: float = _env("PERMACHAT_UPSTREAM_TIMEOUT", doc="Seconds to wait for an upstream to start answering.", default=60.0)
     registrations_per_hour: int = _env("PERMACHAT_REGISTRATIONS_PER_HOUR", doc="Accounts one client address may create per hour on /register (0: no limit).", default=10)
+    login_failures_per_hour: int = _env("PERMACHAT_LOGIN_FAILURES_PER_HOUR", doc="Failed logins one account may have per hour, from all addresses together, before /login refuses it for the rest of the hour (0: no limit).", default=20)
     redis_url: str = _env("PERMACHAT_REDIS_URL", doc="Optional redis://host:6379/0 shared by replicas for rate limits.", default="")
     arweave_wallet: str = _env("PERMACHAT_ARWEAVE_WALLET", doc="Path of the JWK wallet that pays for uploads.", default="")
     arweave_gateway: str = _env("PERMACHAT_ARWEAVE_GATEWAY", doc="Arweave gateway URL.", default="https://arweave.net")
@@ -88,6 +89,8 @@ class Settings:
             raise SettingsError("PERMACHAT_DEFAULT_MAX_TOKENS", "must be at least 1")
         if self.registrations_per_hour < 0:
             raise SettingsError("PERMACHAT_REGISTRATIONS_PER_HOUR", "must be 0 (no limit) or more")
+        if self.login_failures_per_hour < 0:
+            raise SettingsError("PERMACHAT_LOGIN_FAILURES_PER_HOUR", "must be 0 (no limit) or more")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise SettingsError("PERMACHAT_LOG_LEVEL", f"{self.log_level!r} is not one of debug, info, warning, error")
         for name, value in (("PERMACHAT_ARWEAVE_GATEWAY", self.arweave_gateway), ("OPENAI_BASE_URL", self.openai_base_url)):

@@ -31,7 +31,7 @@ def test_sqlite_migrates_from_empty_and_back(settings):
     assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
     run = runner(database)
     assert all(m.applied for m in run.status())
-    run.down()
+    run.down("0001_initial")
     assert not any(database.table_exists(m._meta.table_name) for m in ALL_MODELS)
     run.up()
     assert_schema_matches_models(database)
@@ -48,4 +48,23 @@ def test_postgresql_migrates_from_empty(postgres_url):
     user = create_user("pg@example.com", "password123")
     topup(user, "1.5")
     assert dbmod.db.execute_sql("SELECT quota FROM \"user\" WHERE id = %s", (user.id,)).fetchone()[0] == 750_000
+    database.close()
+
+
+def test_an_account_already_at_the_free_tier_email_becomes_the_system_account(settings):
+    """Registered by someone before the first anonymous visit (the old hole): migrating takes it back."""
+    from gateway.accounts import create_token, create_user, verify_password
+    from gateway.models import Token, User
+
+    database = dbmod.bind(settings.database_url)
+    database.connect(reuse_if_open=True)
+    run = runner(database)
+    run.up("0001_initial")
+    squatter = create_user("squatter@example.com", "password123")  # the old code let it take any email
+    User.update(email="free-tier@permachat.invalid").where(User.id == squatter.id).execute()
+    create_token(squatter, name="squatter's key")
+    run.up()
+    system = User.get_by_id(squatter.id)
+    assert system.role == "system" and not verify_password(system, "password123")
+    assert [t.name for t in Token.select().where(Token.user == system)] == ["free tier"]
     database.close()

@@ -33,7 +33,6 @@ def select_locale() -> str:
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app for ``settings`` (read from the environment when not given)."""
-    from gateway.models import User
     from webapp import views
 
     settings = (settings or Settings.from_env()).with_secret_key()
@@ -52,18 +51,20 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     )
     if test_config:
         app.config.update(test_config)
+    # The remember cookie logs in for a year: never sent cross-site, never readable by
+    # scripts, and over HTTPS only when the session cookie is.
+    app.config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
 
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "account.login"
 
-    @login_manager.user_loader
-    def load_user(user_id: str) -> Any:
-        from webapp.auth import SessionUser
+    from webapp.auth import load
 
-        user = User.get_or_none(User.id == int(user_id)) if user_id.isdigit() else None
-        return SessionUser(user) if user is not None and user.status == "active" else None
+    login_manager.user_loader(load)
 
     views.init_app(app)
     from webapp import account

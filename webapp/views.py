@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from gateway.db import db
 from webapp import LANGUAGES, errors
+from webapp.redirects import safe_next
 
 bp = Blueprint("core", __name__)
 
@@ -24,9 +25,8 @@ def set_language(code: str) -> Response:
     """Switch the interface language and go back to the page the visitor was on."""
     if code in LANGUAGES:
         session["lang"] = code
-    target = request.form.get("next") or request.referrer or url_for("core.index")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("core.index")
+    home = url_for("core.index")
+    target = safe_next(request.form.get("next"), "") or safe_next(request.referrer, home)
     return redirect(target, code=303)
 
 

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from flask import jsonify, redirect, request, url_for
 from flask_babel import gettext as _
-from flask_login import login_required, login_user, logout_user
+from flask_login import login_required
 from werkzeug.wrappers import Response
 
-from gateway.accounts import AccountError, create_user, normalise_email, verify_password
-from gateway.models import User
+from gateway.accounts import (
+    AccountError,
+    EmailUnavailable,
+    check_login,
+    create_user,
+    normalise_email,
+)
 from gateway.money import format_usd
 from webapp.account import bp, limits
 from webapp.account.messages import localise
 from webapp.account.respond import account, client_ip, is_htmx, render
-from webapp.auth import SessionUser
+from webapp.auth import log_in, log_out
+from webapp.redirects import safe_next
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("account.token")
+def _minutes(seconds: int) -> int:
+    return max(1, round(seconds / 60))
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -35,18 +39,25 @@ def register() -> Response:
         wait = registrations.retry_after(client_ip()) if registrations is not None else 0
         if wait:
             error, status = _("Too many new accounts from your address. Try again in %(minutes)s minutes.",
-                              minutes=max(1, round(wait / 60))), 429
+                              minutes=_minutes(wait)), 429
         elif password != request.form.get("password2", password):
             error, status = _("The two passwords differ."), 400
         else:
             try:
                 user = create_user(email, password)
+            except EmailUnavailable:
+                # Taken or reserved: one answer that names neither, and it counts like an
+                # account made, so /register cannot be used to list who has an account.
+                if registrations is not None:
+                    registrations.fail(client_ip())
+                error, status = _("This email address cannot be registered. If you already have an account, "
+                                  "log in; otherwise use another address."), 400
             except AccountError as exc:
                 error, status = localise(str(exc)), 400
             else:
                 if registrations is not None:
                     registrations.fail(client_ip())  # counts an account made, not a failure
-                login_user(SessionUser(user), remember=True)
+                log_in(user)
                 return redirect(url_for("account.topup"), code=303)
     return render("account/register.html", "account/_register.html", {"error": {"message": error}} if error else None,
                   status=status, error=error, email=email)
@@ -54,41 +65,59 @@ def register() -> Response:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response:
-    """Log in with email and password (failures are rate-limited per IP and account)."""
+    """Log in with email and password (failures are rate-limited per address and account, and per account)."""
     error = ""
     status = 200
     email = request.form.get("email", "") if request.method == "POST" else ""
-    next_url = request.values.get("next", "")
+    next_url = safe_next(request.values.get("next", ""), "")
     if request.method == "POST":
         try:
-            limit_key = f"{client_ip()}|{normalise_email(email)}"
+            account_key = normalise_email(email)
         except AccountError:
-            limit_key = f"{client_ip()}|"
-        login_failures = limits.current().login
-        wait = login_failures.retry_after(limit_key)
-        user = User.by_email(email) if "@" in email else None
-        if wait:
+            account_key = ""
+        address_key = f"{client_ip()}|{account_key}"
+        lim = limits.current()
+        wait = lim.login.retry_after(address_key)
+        account_wait = lim.login_account.retry_after(account_key) if lim.login_account is not None else 0
+        if account_wait:
+            error, status = _("Too many failed attempts for this account. Try again in %(minutes)s minutes.",
+                              minutes=_minutes(account_wait)), 429
+        elif wait:
             error, status = _("Too many failed attempts. Try again in %(seconds)s seconds.", seconds=wait), 429
-        elif user is None or not verify_password(user, request.form.get("password", "")):
-            login_failures.fail(limit_key)
-            error, status = _("Wrong email or password."), 401
-        elif user.status != "active":
-            error, status = _("This account is disabled."), 403
         else:
-            login_failures.clear(limit_key)
-            login_user(SessionUser(user), remember=True)
-            if is_htmx():  # a whole new page: htmx would swap it into the form otherwise
-                return Response(status=200, headers={"HX-Redirect": _safe_next(next_url)})
-            return redirect(_safe_next(next_url), code=303)
+            # Unknown email or wrong password: the same time (see check_login) and the same answer.
+            user = check_login(email, request.form.get("password", ""))
+            if user is None:
+                lim.login.fail(address_key)
+                if lim.login_account is not None:
+                    lim.login_account.fail(account_key)
+                error, status = _("Wrong email or password."), 401
+            elif user.status != "active":
+                error, status = _("This account is disabled."), 403
+            else:
+                lim.login.clear(address_key)
+                log_in(user)
+                target = safe_next(next_url, url_for("account.token"))
+                if is_htmx():  # a whole new page: htmx would swap it into the form otherwise
+                    return Response(status=200, headers={"HX-Redirect": target})
+                return redirect(target, code=303)
     return render("account/login.html", "account/_login.html", {"error": {"message": error}} if error else None,
                   status=status, error=error, email=email, next_url=next_url)
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    """Log out and go home."""
-    logout_user()
+    """Log out: this login ends, and so does everything this browser had unlocked."""
+    log_out()
     return redirect(url_for("core.index"), code=303)
+
+
+@bp.post("/logout/everywhere")
+@login_required
+def logout_everywhere() -> Response:
+    """End every login of this account, on every browser and device, this one included."""
+    log_out(everywhere=True)
+    return redirect(url_for("account.login"), code=303)
 
 
 @bp.get("/account.json")

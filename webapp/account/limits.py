@@ -128,8 +128,13 @@ class FailureLimiter:
 class Limits:
     """The console's limiters for one app, counting in memory or in the Redis at ``redis_url``."""
 
-    def __init__(self, redis_url: str = "", registrations_per_hour: int = 0) -> None:
+    def __init__(self, redis_url: str = "", registrations_per_hour: int = 0, login_failures_per_hour: int = 0) -> None:
         self.login = FailureLimiter("login", limit=5, window=300)
+        # Failures per account from every address together, so guessing from many
+        # addresses is capped too; None when unlimited. Unknown emails count alike,
+        # so the 429 tells nothing about which accounts exist.
+        self.login_account = FailureLimiter("login-account", limit=login_failures_per_hour, window=3600) \
+            if login_failures_per_hour else None
         self.redeem = FailureLimiter("redeem", limit=5, window=600)
         # Counts accounts created (not failures) per address; None when unlimited.
         self.register = FailureLimiter("register", limit=registrations_per_hour, window=3600) \
@@ -137,8 +142,9 @@ class Limits:
         if redis_url:
             store = RedisStore(redis_url)
             self.login.store = self.redeem.store = store
-            if self.register is not None:
-                self.register.store = store
+            for optional in (self.register, self.login_account):
+                if optional is not None:
+                    optional.store = store
 
 
 def current() -> Limits:

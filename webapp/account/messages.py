@@ -19,8 +19,6 @@ RULES: list[Rule] = [
      lambda m: _("%(value)s is not an email address", value=m["v"])),
     (re.compile(r"^the password must be at least (?P<n>\d+) characters$"),
      lambda m: _("the password must be at least %(n)s characters", n=m["n"])),
-    (re.compile(r"^a user with the email (?P<v>\S+) already exists$"),
-     lambda m: _("a user with the email %(value)s already exists", value=m["v"])),
     (re.compile(r"^key quota: (?P<v>.*) is not an amount of USD$"),
      lambda m: _("key quota: %(value)s is not an amount of USD", value=m["v"])),
     (re.compile(r"^key quota: the amount must be positive, got (?P<v>.*)$"),

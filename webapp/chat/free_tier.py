@@ -2,16 +2,16 @@
 
 The settings are :class:`gateway.models.Option` rows an admin edits (the console
 calls :func:`read_config` / :func:`write_config`); the defaults live here only.
-Free chats are billed like any other request, to a system account whose balance
-is reset to the daily budget at the first free request of each UTC day, so the
-gateway's atomic reservation is what caps the day's spend. The per-visitor rate
+Free chats are billed like any other request, to a system account (made by a
+migration) whose balance is reset to the daily budget at the first free chat of
+each UTC day, so the gateway's atomic reservation is what caps the day's spend.
+Only a chat sent does that reset: viewing a page never moves money. The per-visitor rate
 limit counts in this process (one worker: exact; several: per worker).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import threading
 import time
 from collections import deque
@@ -20,12 +20,13 @@ from decimal import Decimal
 from typing import Any
 
 from gateway import quota
-from gateway.accounts import AccountError, create_token, parse_list
+from gateway.accounts import FREE_TIER_EMAIL, SYSTEM_ROLE, parse_list
 from gateway.db import db
+from gateway.keys import display_prefix, hash_secret, new_api_key
 from gateway.models import AuditLog, Option, Token, User, utcnow
 from gateway.money import MoneyError, format_usd, parse_usd, usd_to_units
 
-SYSTEM_EMAIL = "free-tier@permachat.invalid"
+SYSTEM_EMAIL = FREE_TIER_EMAIL
 DAY_OPTION = "free_budget_day"
 
 
@@ -125,12 +126,10 @@ def next_reset() -> dt.datetime:
 
 
 def system_user() -> User:
-    """The account free chats are billed to, created the first time it is needed."""
-    with db.atomic():
-        user = User.get_or_none(User.email == SYSTEM_EMAIL)
-        if user is None:
-            # "!" is no scrypt hash: nobody can ever log in as this account.
-            user = User.create(email=SYSTEM_EMAIL, password_hash="!" + secrets.token_hex(8), role="user")
+    """The account free chats are billed to (migration 0002 makes it)."""
+    user = User.get_or_none((User.email == SYSTEM_EMAIL) & (User.role == SYSTEM_ROLE))
+    if user is None:
+        raise RuntimeError("the free tier's system account is missing: run `permachat migrate`")
     return user
 
 
@@ -138,11 +137,10 @@ def system_token_id() -> int:
     """The free tier's key (unlimited: the account's balance, i.e. the daily budget, is the cap)."""
     user = system_user()
     token = Token.select().where(Token.user == user).order_by(Token.id).first()
-    if token is None:
-        try:
-            token = create_token(user, name="free tier", unlimited=True).token
-        except AccountError as exc:  # cannot happen with these arguments; say so plainly if it does
-            raise RuntimeError(f"cannot create the free tier's key: {exc}") from None
+    if token is None:  # the migration made one; only a hand-edited database lacks it
+        key = new_api_key()  # shown to nobody: the chat bills it in-process
+        token = Token.create(user=user, name="free tier", key_hash=hash_secret(key), key_prefix=display_prefix(key),
+                             unlimited=True)
     return token.id
 
 
@@ -165,8 +163,14 @@ def refill_for_today(config: FreeTierConfig) -> int:
 
 
 def remaining_today(config: FreeTierConfig) -> str:
-    """Today's unspent free budget in USD, for the admin page."""
-    return format_usd(max(0, refill_for_today(config)))
+    """Today's unspent free budget in USD, for the admin page (reads only: a page view moves no money).
+
+    Before today's first free chat, the balance still holds yesterday's rest; what
+    today will start with is the whole budget.
+    """
+    if Option.read(DAY_OPTION) != _today():
+        return format_usd(usd_to_units(Decimal(config.daily_budget_usd)))
+    return format_usd(max(0, User.get_by_id(system_user().id).quota))
 
 
 class RateLimiter:

@@ -23,6 +23,7 @@ from webapp.chat import bridge, conversations, free_tier, keys, stream
 from webapp.chat.conversations import ChatError, Owner
 from webapp.chat.render import error_message, view, wait_text
 from webapp.models import Conversation, PromptShortcut
+from webapp.redirects import safe_next
 
 bp = Blueprint("chat", __name__)
 
@@ -382,7 +383,7 @@ def save_shortcut() -> Any:
         return notice(str(exc))
     shortcuts = list(owner().shortcuts().order_by(PromptShortcut.name))
     if not is_htmx():
-        return redirect(request.referrer or url_for("core.index"), code=303)
+        return redirect(safe_next(request.referrer, url_for("core.index")), code=303)
     return render_template("chat/_shortcuts.html", shortcuts=shortcuts)
 
 
@@ -392,7 +393,7 @@ def delete_shortcut(shortcut_id: int) -> Any:
     owner().shortcuts().where(PromptShortcut.id == shortcut_id).first() or abort(404)
     PromptShortcut.delete().where(PromptShortcut.id == shortcut_id).execute()
     if not is_htmx():
-        return redirect(request.referrer or url_for("core.index"), code=303)
+        return redirect(safe_next(request.referrer, url_for("core.index")), code=303)
     return render_template("chat/_shortcuts.html", shortcuts=list(owner().shortcuts().order_by(PromptShortcut.name)))
 
 
@@ -417,7 +418,7 @@ def unlock() -> Any:
             error = access_mod.key_error(exc)
     acc = access_mod.current_access()
     if not is_htmx():
-        return redirect(request.referrer or url_for("core.index"), code=303)
+        return redirect(safe_next(request.referrer, url_for("core.index")), code=303)
     return _key_panel(acc, error=error, model=request.form.get("model", ""))
 
 
@@ -426,7 +427,7 @@ def forget() -> Any:
     """Forget the pasted key."""
     keys.forget()
     if not is_htmx():
-        return redirect(request.referrer or url_for("core.index"), code=303)
+        return redirect(safe_next(request.referrer, url_for("core.index")), code=303)
     return _key_panel(access_mod.current_access(), model=request.form.get("model", ""))
 
 
