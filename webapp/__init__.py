@@ -14,6 +14,7 @@ from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
 from gateway.settings import Settings
+from webapp.ids import IdConverter
 
 LANGUAGES = ("en", "zh")
 TRANSLATION_DOMAINS = ("messages", "chat", "console", "uploads")
@@ -38,6 +39,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
 
     settings = (settings or Settings.from_env()).with_secret_key()
     app = Flask(__name__)
+    # Before any blueprint adds a route: every <int:id> is bounded to what a table can hold.
+    app.url_map.converters["int"] = IdConverter
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         PERMACHAT_SETTINGS=settings,
