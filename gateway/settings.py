@@ -41,7 +41,7 @@ class Settings:
     port: int = _env("PERMACHAT_PORT", doc="Port `permachat serve` listens on.", default=8000)
     workers: int = _env("PERMACHAT_WORKERS", doc="Uvicorn worker processes.", default=1)
     log_level: str = _env("PERMACHAT_LOG_LEVEL", doc="debug, info, warning or error.", default="info")
-    public_url: str = _env("PERMACHAT_PUBLIC_URL", doc="Base URL people reach the service at (shown in docs).", default="")
+    public_url: str = _env("PERMACHAT_PUBLIC_URL", doc="Base URL people reach the service at (shown in docs; never taken from the Host header).", default="")
     admin_email: str = _env("PERMACHAT_ADMIN_EMAIL", doc="Email of the admin created on first start.", default="")
     admin_password: str = _env("PERMACHAT_ADMIN_PASSWORD", doc="Password of the admin created on first start (else one is generated and printed once).", default="")
     openai_api_key: str = _env("OPENAI_API_KEY", doc="On first start with no channels, creates an OpenAI channel with this key.", default="")
