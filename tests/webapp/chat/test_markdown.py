@@ -12,7 +12,7 @@ from webapp.markdown import LiveRender, render, render_plain, sanitize, settled_
 def test_tables_lists_code_and_math_render():
     html = render("| a | b |\n|---|--:|\n| 1 | 2 |\n\n- [x] done\n\n```python\ndef f(): pass\n```\n\n"
                   "Inline $E=mc^2$ and\n\n$$\\frac{a}{b}$$")
-    assert "<table>" in html and '<td style="text-align:right">2</td>' in html
+    assert "<table>" in html and '<td class="align-right">2</td>' in html
     assert 'type="checkbox"' in html
     assert '<pre class="highlight"><code class="language-python"><span class="k">def</span>' in html
     assert "<msup><mi>c</mi><mn>2</mn></msup>" in html and "<mfrac>" in html
