@@ -15,6 +15,12 @@ document.addEventListener("click", async (event) => {
   setTimeout(() => { button.textContent = label; }, 1500);
 });
 
+// A new key's field selects itself when clicked, ready to copy (no inline handler: the CSP allows none).
+document.addEventListener("click", (event) => {
+  const field = event.target.closest("input[data-select-on-click]");
+  if (field) field.select();
+});
+
 // A users search that lands while the admin has a row's form open ("Adjust balance") must not
 // close it: the open form, with what was typed and the focus, is moved into the row the search
 // brings back (or the row is kept when the search no longer lists it). The rest is fresh.

@@ -35,7 +35,7 @@ def select_locale() -> str:
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app for ``settings`` (read from the environment when not given)."""
     from gateway.models import User
-    from webapp import views
+    from webapp import security, views
 
     settings = (settings or Settings.from_env()).with_secret_key()
     app = Flask(__name__)
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         return SessionUser(user) if user is not None and user.status == "active" else None
 
     views.init_app(app)
+    security.init_app(app, settings)
     from webapp import account
 
     account.init_app(app)

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from gateway.models import RequestLog
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, report_csp_violations
 from tests.webapp.chat.deployment import start_deployment
 from webapp.chat import free_tier
 from webapp.models import Conversation, Message
@@ -297,6 +297,7 @@ def test_export_and_import(chat_app, chat: Page, browser, tmp_path):
     assert [m["content"] for m in document["conversations"][0]["messages"]] == ["Keep this one", "Exported reply."]
     # A different visitor imports it and sees the conversation.
     other = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    violations = report_csp_violations(other)
     try:
         page = other.new_page()
         page.goto(chat_app.url + "/")
@@ -310,10 +311,12 @@ def test_export_and_import(chat_app, chat: Page, browser, tmp_path):
         expect(page.locator("#import-notice")).to_contain_text("not JSON")
     finally:
         other.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 def test_phone_and_chinese(chat_app, browser):
     context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+    violations = report_csp_violations(context)
     try:
         page = context.new_page()
         page.goto(chat_app.url + "/")
@@ -349,3 +352,4 @@ def test_phone_and_chinese(chat_app, browser):
         page.screenshot(path=str(ARTIFACTS / "chat-desktop-zh-dark.png"))
     finally:
         context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"

@@ -9,7 +9,7 @@ import pytest
 from gateway.accounts import create_user
 from gateway.models import AuditLog, Channel, RedemptionCode, User
 from tests.browser.test_console_user import PHONE, shoot
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, report_csp_violations
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
 
 pytestmark = pytest.mark.browser
@@ -66,7 +66,7 @@ def test_admin_channels_codes_users_prices(live_server, page, upstream):
     page.click(".subnav >> text=Users")
     page.click("#users-panel input[name=q]")
     page.keyboard.type("cust", delay=120)  # typing searches as you go and keeps the focus
-    page.wait_for_function("document.querySelectorAll('tr[data-user]').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('tr[data-user]').length === 1")
     # As a person would: let the search for what was typed come back before opening a row's form.
     with page.expect_response(lambda r: r.url.endswith("/admin/users?q=customer")):
         page.keyboard.type("omer")
@@ -116,7 +116,7 @@ def test_a_search_that_lands_late_keeps_the_form_the_admin_is_filling(live_serve
     row.locator("input[name=reason]").click()
     with page.expect_response(lambda r: r.url.endswith("/admin/users?q=customer")):
         held.pop().continue_()
-    page.wait_for_function("document.querySelectorAll('tr[data-user]').length === 1")  # the search applied
+    page.wait_for_function("() => document.querySelectorAll('tr[data-user]').length === 1")  # the search applied
     assert row.locator("details").get_attribute("open") is not None
     assert row.locator("input[name=usd]").input_value() == "7"
     assert page.evaluate("document.activeElement.name") == "reason"
@@ -129,6 +129,7 @@ def test_a_search_that_lands_late_keeps_the_form_the_admin_is_filling(live_serve
 
 def test_admin_in_chinese_on_a_phone(live_server, browser):
     context = browser.new_context(locale="zh-CN", viewport=PHONE)
+    violations = report_csp_violations(context)
     context.set_default_timeout(10_000)
     page = context.new_page()
     try:
@@ -145,3 +146,4 @@ def test_admin_in_chinese_on_a_phone(live_server, browser):
         shoot(page, "admin-prices-zh")
     finally:
         context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
