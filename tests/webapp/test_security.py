@@ -149,3 +149,17 @@ def test_a_bad_trusted_proxies_setting_is_named():
 
     with pytest.raises(SettingsError, match="PERMACHAT_TRUSTED_PROXIES: 'proxy.local' is not an IP address"):
         Settings.from_env({"PERMACHAT_TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"})
+
+
+def test_the_admin_api_answers_huge_and_odd_numbers_without_a_500(live_server):
+    from gateway.accounts import create_token
+
+    admin = create_user("api@example.com", "admin password", admin=True)
+    auth = {"Authorization": f"Bearer {create_token(admin).key}"}
+    with httpx.Client(base_url=live_server.url, headers=auth) as api:
+        assert api.get(f"/api/channels/{HUGE}").status_code == 404
+        assert api.post(f"/api/users/{HUGE}", json={"action": "disable"}).status_code == 404
+        for limit in ("²", "-1", "1e3"):
+            r = api.get("/api/users", params={"limit": limit})
+            assert r.status_code == 400 and r.json()["error"]["message"] == "limit must be a whole number", limit
+        assert api.get("/api/users", params={"limit": HUGE}).status_code == 200  # capped at the maximum
