@@ -9,6 +9,7 @@ prints as one line.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -41,7 +42,8 @@ class Settings:
     port: int = _env("PERMACHAT_PORT", doc="Port `permachat serve` listens on.", default=8000)
     workers: int = _env("PERMACHAT_WORKERS", doc="Uvicorn worker processes.", default=1)
     log_level: str = _env("PERMACHAT_LOG_LEVEL", doc="debug, info, warning or error.", default="info")
-    public_url: str = _env("PERMACHAT_PUBLIC_URL", doc="Base URL people reach the service at (shown in docs).", default="")
+    public_url: str = _env("PERMACHAT_PUBLIC_URL", doc="Base URL people reach the service at (shown in docs; never taken from the Host header).", default="")
+    trusted_proxies: str = _env("PERMACHAT_TRUSTED_PROXIES", doc="Comma-separated addresses or networks (or *) of reverse proxies whose X-Forwarded-For/-Proto are believed; empty: none.", default="127.0.0.1,::1")
     admin_email: str = _env("PERMACHAT_ADMIN_EMAIL", doc="Email of the admin created on first start.", default="")
     admin_password: str = _env("PERMACHAT_ADMIN_PASSWORD", doc="Password of the admin created on first start (else one is generated and printed once).", default="")
     openai_api_key: str = _env("OPENAI_API_KEY", doc="On first start with no channels, creates an OpenAI channel with this key.", default="")
@@ -96,9 +98,26 @@ class Settings:
         for name, value in (("PERMACHAT_ARWEAVE_GATEWAY", self.arweave_gateway), ("OPENAI_BASE_URL", self.openai_base_url)):
             if urlparse(value).scheme not in ("http", "https"):
                 raise SettingsError(name, f"{value!r} is not an http(s) URL")
+        for item in self.proxy_list():
+            if item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise SettingsError("PERMACHAT_TRUSTED_PROXIES", f"{item!r} is not an IP address, a network or *") from None
+        if self.public_url and urlparse(self.public_url).scheme not in ("http", "https"):
+            raise SettingsError("PERMACHAT_PUBLIC_URL", f"{self.public_url!r} is not an http(s) URL")
         if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss"):
             raise SettingsError("PERMACHAT_REDIS_URL", f"{self.redis_url!r} is not a redis:// URL")
         return replace(self, data_dir=data_dir, database_url=url, log_level=self.log_level.lower())
+
+    def proxy_list(self) -> list[str]:
+        """``PERMACHAT_TRUSTED_PROXIES`` as a list (empty: trust no proxy)."""
+        return [item.strip() for item in self.trusted_proxies.split(",") if item.strip()]
+
+    @property
+    def https_only(self) -> bool:
+        """Whether people reach the service over HTTPS only (the public URL says so)."""
+        return urlparse(self.public_url).scheme == "https"
 
     def with_secret_key(self) -> Settings:
         """Return settings whose secret key is set, generating and storing one on first use."""

@@ -94,8 +94,9 @@ class LiveServer:
     def __init__(self, app, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # proxy_headers=False as in `permachat serve`: the app decides whom to believe.
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on", timeout_graceful_shutdown=5)
+                                lifespan="on", timeout_graceful_shutdown=5, proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -143,10 +144,25 @@ def browser():
         chromium.close()
 
 
+def report_csp_violations(context) -> list[str]:
+    """Collect every Content-Security-Policy violation in ``context``'s pages (across navigations)."""
+    violations: list[str] = []
+    context.expose_function("__permachatCspViolation", lambda text: violations.append(text))
+    context.add_init_script("document.addEventListener('securitypolicyviolation', (e) => "
+                            "window.__permachatCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'}"
+                            " on ${e.documentURI} (${e.sourceFile}:${e.lineNumber} ${e.sample})`))")
+    return violations
+
+
 @pytest.fixture
 def page(browser):
-    """A fresh browser context (own cookies) at desktop size, in English."""
+    """A fresh browser context (own cookies) at desktop size, in English.
+
+    The pages must work under their Content-Security-Policy: any violation fails the test.
+    """
     context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
     context.set_default_timeout(10_000)
+    violations = report_csp_violations(context)
     yield context.new_page()
     context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"

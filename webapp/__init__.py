@@ -14,6 +14,7 @@ from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
 from gateway.settings import Settings
+from webapp.ids import IdConverter
 
 LANGUAGES = ("en", "zh")
 TRANSLATION_DOMAINS = ("messages", "chat", "console", "uploads")
@@ -33,10 +34,12 @@ def select_locale() -> str:
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app for ``settings`` (read from the environment when not given)."""
-    from webapp import views
+    from webapp import security, views
 
     settings = (settings or Settings.from_env()).with_secret_key()
     app = Flask(__name__)
+    # Before any blueprint adds a route: every <int:id> is bounded to what a table can hold.
+    app.url_map.converters["int"] = IdConverter
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         PERMACHAT_SETTINGS=settings,
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     login_manager.user_loader(load)
 
     views.init_app(app)
+    security.init_app(app, settings)
     from webapp import account
 
     account.init_app(app)

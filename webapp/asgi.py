@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway import db as dbmod
 from gateway.http_client import upstream_client
@@ -94,6 +95,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     ]
     app = Deployment(routes=routes, lifespan=lifespan)
     app.fast_endpoints = fast_endpoints(gateway_routes)
+    app.trust_proxies(settings.proxy_list())
     app.state.gateway = gateway  # for tests; started only by the lifespan
     return app
 
@@ -123,8 +125,25 @@ class Deployment(Starlette):
     """
 
     fast_endpoints: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {}
+    forwarded: ProxyHeadersMiddleware | None = None
+
+    def trust_proxies(self, proxies: list[str]) -> None:
+        """Believe ``X-Forwarded-For``/``-Proto`` from these addresses only (``PERMACHAT_TRUSTED_PROXIES``).
+
+        Here rather than in uvicorn's options so that every way of serving the app
+        (``permachat serve``, the tests, another ASGI server) trusts the same proxies.
+        From anyone else the headers are ignored: the client address is the socket's,
+        and the scheme is what the connection used.
+        """
+        self.forwarded = ProxyHeadersMiddleware(self.dispatch, trusted_hosts=proxies) if proxies else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.forwarded is not None and scope["type"] != "lifespan":
+            await self.forwarded(scope, receive, send)  # rewrites scope["client"] and ["scheme"], then dispatch()
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             endpoint = self.fast_endpoints.get((scope["method"], scope["path"]))
             if endpoint is not None:

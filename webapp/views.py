@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, redirect, request, session, url_for
+from flask import Blueprint, Flask, current_app, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from gateway.db import db
@@ -10,6 +10,24 @@ from webapp import LANGUAGES, errors
 from webapp.redirects import safe_next
 
 bp = Blueprint("core", __name__)
+
+
+def public_url() -> str:
+    """The base URL pages show people: ``PERMACHAT_PUBLIC_URL``, else the address this server answered on.
+
+    Never the request's Host header: anyone can send any Host, and the docs (or a
+    cache in front of them) would then tell people to send their keys to that site.
+    The fallback is the socket's own address (``SERVER_NAME``/``SERVER_PORT``).
+    """
+    configured = current_app.config["PERMACHAT_SETTINGS"].public_url
+    if configured:
+        return configured.rstrip("/")
+    host, port = request.environ.get("SERVER_NAME") or "127.0.0.1", str(request.environ.get("SERVER_PORT") or "")
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    scheme = request.scheme
+    default_port = {"http": "80", "https": "443"}.get(scheme)
+    return f"{scheme}://{host}" + ("" if port in ("", default_port) else f":{port}")
 
 
 @bp.get("/")

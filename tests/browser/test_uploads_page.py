@@ -10,6 +10,7 @@ import pytest
 from arweave_store.models import Upload
 from gateway.models import User
 from tests.arweave_store.conftest import make_customer, wait_for
+from tests.conftest import report_csp_violations
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -63,6 +64,7 @@ def test_uploads_page_quotes_uploads_with_progress_and_lists(arweave_server, arl
 def test_uploads_page_drag_and_drop_and_phone_width(arweave_server, arlocal, browser):
     make_customer("drop@example.com", usd="5")
     context = browser.new_context(locale="en-US", viewport={"width": 390, "height": 800})
+    violations = report_csp_violations(context)
     page = context.new_page()
     try:
         log_in(page, arweave_server, "drop@example.com")
@@ -79,6 +81,7 @@ def test_uploads_page_drag_and_drop_and_phone_width(arweave_server, arlocal, bro
         page.screenshot(path=str(ARTIFACTS / "uploads-phone.png"), full_page=True)
     finally:
         context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 def test_visitors_without_a_key_are_told_to_paste_one(arweave_server, page):
@@ -112,6 +115,7 @@ def test_chat_composer_attaches_a_file_to_arweave_and_inserts_its_link(arweave_s
 def test_uploads_page_speaks_chinese(arweave_server, browser):
     make_customer("zh@example.com", usd="5")
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+    violations = report_csp_violations(context)
     page = context.new_page()
     try:
         log_in(page, arweave_server, "zh@example.com")
@@ -122,3 +126,4 @@ def test_uploads_page_speaks_chinese(arweave_server, browser):
         page.screenshot(path=str(ARTIFACTS / "uploads-zh.png"))
     finally:
         context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"

@@ -16,9 +16,11 @@ from gateway.models import RequestLog, Token
 from gateway.money import format_usd
 from webapp.account import bp
 from webapp.account.respond import account, render
+from webapp.ids import MAX_ID, parse_id
 
 USAGE_KINDS = ("relay", "upload")
 PAGE_SIZE = 100
+MAX_PAGE = MAX_ID // PAGE_SIZE  # the row offset must fit in 64 bits too
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,9 @@ class Filters:
         start, end = day("from"), day("to")
         key = (args.get("key") or "").strip()
         page = (args.get("page") or "1").strip()
-        return cls(start=start, end=end, token_id=int(key) if key.isdigit() else None,
+        return cls(start=start, end=end, token_id=parse_id(key),
                    model=(args.get("model") or "").strip()[:128],
-                   page=max(1, int(page)) if page.isdigit() else 1), error
+                   page=max(1, min(parse_id(page) or 1, MAX_PAGE))), error
 
 
 @dataclass(frozen=True)

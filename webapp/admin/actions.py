@@ -25,6 +25,7 @@ from gateway.console_ops import (
 from gateway.models import AuditLog, Channel, ModelPrice, Option, RedemptionCode, User
 from gateway.money import MoneyError, format_usd, parse_usd
 from gateway.prices import DEFAULT_PRICE_OPTION
+from webapp.ids import MAX_ID, parse_id
 
 
 def _lines(value: Any) -> list[str]:
@@ -41,9 +42,12 @@ def _int(values: Mapping[str, Any], name: str, default: int) -> int:
     if raw is None or str(raw).strip() == "":
         return default
     try:
-        return int(str(raw).strip())
+        value = int(str(raw).strip())
     except ValueError:
         raise AccountError(f"{name} must be a whole number, not {raw!r}") from None
+    if abs(value) > MAX_ID:  # the database column is 64-bit
+        raise AccountError(f"{name} is too large")
+    return value
 
 
 def _mapping(values: Mapping[str, Any]) -> dict[str, str] | None:
@@ -111,11 +115,11 @@ def codes_csv(codes: list[str], usd: str, name: str) -> str:
 
 
 def codes_disable(values: Mapping[str, Any], actor_id: int) -> int:
-    ids = _lines(values.get("ids"))
-    if not all(i.isdigit() for i in ids):
+    ids = [parse_id(i) for i in _lines(values.get("ids"))]
+    if None in ids:
         raise AccountError("ids must be code numbers")
     batch = str(values.get("batch") or "").strip() or None
-    return disable_codes([int(i) for i in ids], batch=batch, actor_id=actor_id)
+    return disable_codes([i for i in ids if i is not None], batch=batch, actor_id=actor_id)
 
 
 def user_json(u: User) -> dict[str, Any]:

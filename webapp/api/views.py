@@ -56,7 +56,7 @@ def body() -> dict[str, Any]:
 
 def _limit(default: int, maximum: int) -> int:
     raw = request.args.get("limit", "")
-    if raw and not raw.isdigit():
+    if raw and not (raw.isascii() and raw.isdigit()):  # "²" is a digit to isdigit() but not to int()
         raise AccountError("limit must be a whole number")
     return min(int(raw or default), maximum)
 

@@ -8,6 +8,7 @@ is scoped by an :class:`Owner`, so one visitor can never reach another's chat.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +30,11 @@ MAX_MESSAGE_CHARS = 100_000
 MAX_IMPORT_CONVERSATIONS = 1_000
 ROLES = ("user", "assistant", "system")
 FINISHED = ("done", "stopped", "error")
+MAX_IMAGES = 4
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+MAX_COUNT = 2**63 - 1  # token counts and costs are 64-bit columns
+# The only attachment the chat makes: an image it read itself, as a data: URL (base64).
+IMAGE_URL = re.compile(r"data:image/(?:png|jpeg|gif|webp);base64,[A-Za-z0-9+/]*={0,2}")
 
 
 class ChatError(ValueError):
@@ -67,6 +73,36 @@ def list_conversations(owner: Owner, query: str = "") -> list[Conversation]:
                     .where(fn.LOWER(Message.content).contains(query.lower())))
         rows = rows.where(fn.LOWER(Conversation.title) ** pattern | Conversation.id.in_(matching))
     return list(rows.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(500))
+
+
+def image_attachments(attachments: Any) -> list[dict[str, str]]:
+    """The well-formed images among a message's stored attachments; anything else is left out.
+
+    Rows written before imports were checked may hold anything: a page must still show.
+    """
+    if not isinstance(attachments, list):
+        return []
+    return [a for a in attachments if _is_image(a)]
+
+
+def _is_image(a: Any) -> bool:
+    return (isinstance(a, dict) and a.get("type") == "image" and isinstance(a.get("name", ""), str)
+            and isinstance(a.get("url"), str) and len(a["url"]) <= 40 + MAX_IMAGE_BYTES * 4 // 3 + 4
+            and IMAGE_URL.fullmatch(a["url"]) is not None)
+
+
+def _imported_attachments(raw: Any, n: int, k: int) -> list[dict[str, str]]:
+    """Message ``k`` of conversation ``n``'s attachments as an export holds them, checked."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_IMAGES:
+        raise ChatError(_("Conversation %(n)s, message %(k)s: the attachments are not a list of at most "
+                          "%(max)s images.", n=n, k=k, max=MAX_IMAGES))
+    for a in raw:
+        if not _is_image(a):
+            raise ChatError(_("Conversation %(n)s, message %(k)s: an attachment is not an image this app can "
+                              "show (a PNG, JPEG, GIF or WebP data: URL of at most 5 MB).", n=n, k=k))
+    return [{"type": "image", "name": str(a.get("name") or "")[:100], "url": a["url"]} for a in raw]
 
 
 def get_conversation(owner: Owner, conversation_id: int | str | None) -> Conversation | None:
@@ -250,7 +286,7 @@ def build_messages(conversation: Conversation, history: list[Message], *, max_co
     wire: list[dict[str, Any]] = []
     costs: list[int] = []
     for m in history:
-        images = [a for a in (m.attachments or []) if a.get("type") == "image" and a.get("url")]
+        images = image_attachments(m.attachments)
         if images and allow_images and m.role == "user":
             content: Any = ([{"type": "text", "text": m.content}] if m.content else []) + [
                 {"type": "image_url", "image_url": {"url": a["url"]}} for a in images]
@@ -308,9 +344,9 @@ def export(conversations: list[Conversation]) -> dict[str, Any]:
 def _time(value: Any) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+    except (ValueError, OverflowError):  # OverflowError: a zone shift past year 9999 or before year 1
         return utcnow()
-    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def import_document(owner: Owner, document: Any) -> int:
@@ -342,10 +378,10 @@ def import_document(owner: Owner, document: Any) -> int:
             conv.created_at = _time(item.get("created_at"))
             conv.updated_at = _time(item.get("updated_at") or item.get("created_at"))
             conv.save()
-            for m in item.get("messages", []):
+            for k, m in enumerate(item.get("messages", []), 1):
                 if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content", ""), str):
                     raise ChatError(_("Conversation %(n)s has a message without a valid role and text.", n=n))
-                attachments = [a for a in (m.get("attachments") or []) if isinstance(a, dict)]
+                attachments = _imported_attachments(m.get("attachments"), n, k)
                 Message.create(conversation=conv, role=m["role"], content=m.get("content", "")[:MAX_MESSAGE_CHARS],
                                attachments=attachments, model=str(m.get("model") or "")[:128],
                                status=m.get("status") if m.get("status") in FINISHED else "done",
@@ -358,8 +394,8 @@ def import_document(owner: Owner, document: Any) -> int:
 
 def _int(value: Any) -> int:
     try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
+        return min(max(0, int(value)), MAX_COUNT)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's 1e400 is an infinite float
         return 0
 
 

@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 from gateway.models import utcnow
 from gateway.money import format_usd
 from webapp.chat import free_tier
+from webapp.chat.conversations import image_attachments
 from webapp.chat.stream import Ticket, sign
 from webapp.markdown import render, render_plain
 from webapp.models import Message
@@ -62,6 +63,7 @@ class MessageView:
     stream_url: str  # "" unless the reply is still being written
     cost: str
     error: str
+    images: list[dict[str, str]]
 
     @property
     def live(self) -> bool:
@@ -81,7 +83,7 @@ def view(m: Message, *, token_id: int | None = None, free: bool = False, lang: s
     else:
         body = render_plain(m.content)
     return MessageView(m=m, body=body, stream_url=url, cost=format_usd(m.cost_quota) if m.cost_quota else "",
-                       error=error_message(m.error))
+                       error=error_message(m.error), images=image_attachments(m.attachments))
 
 
 def render_message(flask_app: Any, message_id: int, lang: str, *, token_id: int, free: bool) -> str:

@@ -20,15 +20,13 @@ from gateway.errors import GatewayError
 from gateway.models import utcnow
 from webapp.chat import access as access_mod
 from webapp.chat import bridge, conversations, free_tier, keys, stream
-from webapp.chat.conversations import ChatError, Owner
+from webapp.chat.conversations import MAX_IMAGE_BYTES, MAX_IMAGES, ChatError, Owner
 from webapp.chat.render import error_message, view, wait_text
 from webapp.models import Conversation, PromptShortcut
 from webapp.redirects import safe_next
 
 bp = Blueprint("chat", __name__)
 
-MAX_IMAGES = 4
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
 IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF87a": "image/gif",
                b"GIF89a": "image/gif"}
 
@@ -265,7 +263,8 @@ def edit(message_id: int) -> Any:
     conv = m.conversation
     content = request.form.get("content", "")
     acc = access_mod.current_access()
-    problem = _check_turn(acc, conv.model, content, m.attachments or [], conv, conv.system_prompt)
+    images = conversations.image_attachments(m.attachments)
+    problem = _check_turn(acc, conv.model, content, images, conv, conv.system_prompt)
     if problem:
         return notice(problem)
     try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import current_app, render_template, request
+from flask import render_template
 from flask_babel import get_locale
 from werkzeug.wrappers import Response
 
 from webapp.account.respond import render
 from webapp.pages import bp
 from webapp.pages.catalog import price_list
+from webapp.views import public_url
 
 
 def free_model_check():
@@ -19,11 +20,6 @@ def free_model_check():
         return lambda model: False
     models = set(free_tier.read_config().models)
     return lambda model: model in models
-
-
-def api_base() -> str:
-    settings = current_app.config["PERMACHAT_SETTINGS"]
-    return (settings.public_url or request.host_url).rstrip("/")
 
 
 @bp.get("/pricing.json")
@@ -39,4 +35,4 @@ def pricing() -> Response:
 def docs() -> str:
     """How to use the service, in the visitor's language."""
     lang = "zh" if str(get_locale() or "en") == "zh" else "en"
-    return render_template(f"pages/docs_{lang}.html", api_base=api_base())
+    return render_template(f"pages/docs_{lang}.html", api_base=public_url())

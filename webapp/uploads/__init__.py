@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, render_template, request, session
+from flask import Blueprint, Flask, current_app, jsonify, render_template, session
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -19,6 +19,7 @@ from arweave_store.tickets import MAX_AGE, issue_ticket
 from gateway.models import Token, User
 from gateway.money import format_usd
 from webapp.chat.keys import current_token_id
+from webapp.views import public_url
 
 bp = Blueprint("uploads", __name__, url_prefix="/uploads")
 
@@ -31,9 +32,10 @@ def _account() -> tuple[int | None, User | None]:
 
 def _rows(user: User) -> list[dict[str, Any]]:
     gateway = current_app.config["PERMACHAT_SETTINGS"].arweave_gateway.rstrip("/")
+    base = public_url()
     rows = Upload.select().where(Upload.user_id == user.id).order_by(Upload.id.desc()).limit(200)
     return [{"id": r.tx_id, "file_name": r.file_name or r.tx_id, "size": r.size, "status": r.status,
-             "url": f"{gateway}/{r.tx_id}", "local_url": request.host_url.rstrip("/") + f"/arweave/{r.tx_id}",
+             "url": f"{gateway}/{r.tx_id}", "local_url": f"{base}/arweave/{r.tx_id}",
              "cost_usd": format_usd(0 if r.status == "failed" else (r.cost_quota or r.reserved_quota)),
              "created_at": r.created_at, "error": r.last_error if r.status == "failed" else ""} for r in rows]
 
@@ -67,7 +69,7 @@ def ticket() -> Response:
         return response
     secret = current_app.config["SECRET_KEY"]
     return jsonify({"ticket": issue_ticket(secret, token_id), "expires_in": MAX_AGE,
-                    "upload_url": request.host_url.rstrip("/") + "/arweave/upload"})
+                    "upload_url": public_url() + "/arweave/upload"})
 
 
 def _nav_visible() -> bool:

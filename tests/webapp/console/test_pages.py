@@ -28,12 +28,15 @@ def test_pricing_lists_models_prices_and_providers(client, database):
 
 
 def test_docs_explain_base_urls_and_tools_in_both_languages(client, database):
-    en = text_of(client.get("/docs", base_url="http://chat.example.org").data)
-    for needle in ("http://chat.example.org/v1", "from openai import OpenAI", "curl", "Cursor", "OpenAI Translator",
+    # Without PERMACHAT_PUBLIC_URL the docs show the address the server answered on (the test
+    # client's is localhost), never the request's Host header.
+    en = text_of(client.get("/docs", headers={"Host": "chat.example.org"}).data)
+    for needle in ("http://localhost/v1", "from openai import OpenAI", "curl", "Cursor", "OpenAI Translator",
                    "Immersive Translate", "gptcommit", "/arweave/upload", "file=@"):
         assert needle in en, needle
-    zh = text_of(client.get("/docs", headers={"Accept-Language": "zh"}, base_url="http://chat.example.org").data)
-    assert "如何使用 permachat" in zh and "沉浸式翻译" in zh and "http://chat.example.org/v1" in zh
+    zh = text_of(client.get("/docs", headers={"Accept-Language": "zh", "Host": "chat.example.org"}).data)
+    assert "如何使用 permachat" in zh and "沉浸式翻译" in zh and "http://localhost/v1" in zh
+    assert "chat.example.org" not in en + zh
 
 
 def test_docs_use_the_public_url_setting(settings, database):
