@@ -56,6 +56,11 @@ class Form:
     def has_file(self, name: str) -> bool:
         return any(p.name == name and p.filename is not None for p in self.parts)
 
+    def replacing(self, name: str, value: str) -> Form:
+        """The form with text field ``name`` set to ``value`` (the channel's name for the model)."""
+        return Form(tuple(Part(p.name, value.encode()) if p.name == name and p.filename is None else p
+                          for p in self.parts))
+
     def encode(self) -> tuple[bytes, str]:
         """The form as a new multipart body and its Content-Type (a fresh boundary none of the parts holds)."""
         boundary = uuid.uuid4().hex.encode()

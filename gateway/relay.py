@@ -260,8 +260,13 @@ class Relay:
     # -- non-chat endpoints -----------------------------------------------------
 
     async def call_endpoint(self, call: Call, *, body: dict[str, Any] | None, raw: bytes | None,
-                            content_type: str) -> ForwardResult:
-        """Relay an embeddings/completions/images/audio/moderations request (billed by the caller)."""
+                            content_type: str,
+                            encode: Callable[[str], tuple[bytes, str]] | None = None) -> ForwardResult:
+        """Relay an embeddings/completions/images/audio/moderations request (billed by the caller).
+
+        ``encode``, given the channel's name for the model, builds the body and its
+        content type for that attempt (a multipart form naming the mapped model).
+        """
 
         async def attempt(adaptor: Adaptor, upstream_model: str) -> ForwardResult:
             if call.endpoint == EMBEDDINGS and body is not None:
@@ -269,10 +274,14 @@ class Relay:
                                                          upstream_model=upstream_model, request_id=call.request_id))
                 return ForwardResult(status=200, content=json.dumps(result.body).encode(),
                                      content_type="application/json", usage=result.usage)
-            content = raw if raw is not None else json.dumps({**(body or {}), "model": upstream_model}).encode()
+            kind = content_type
+            if encode is not None:
+                content, kind = encode(upstream_model)
+            else:
+                content = raw if raw is not None else json.dumps({**(body or {}), "model": upstream_model}).encode()
             return await adaptor.forward(ForwardRequest(
                 endpoint=call.endpoint, path=call.path.removeprefix("/v1"), content=content,
-                content_type=content_type, model=call.model, upstream_model=upstream_model,
+                content_type=kind, model=call.model, upstream_model=upstream_model,
                 request_id=call.request_id))
 
         return await self.serve(call, attempt)

@@ -231,7 +231,8 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
     async def transcriptions(request: Request, request_id: str) -> Response:
         """Speech to text: the form goes upstream as the gateway read it (see gateway.multipart)."""
         auth = await auth_of(request)
-        form = parse_form(await read_body(request, limit), request.headers.get("content-type", ""))
+        raw = await read_body(request, limit)
+        form = parse_form(raw, request.headers.get("content-type", ""))
         model = form.text("model") or ""
         if not model:
             raise BadRequest("you must provide a model parameter", param="model")
@@ -240,12 +241,13 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         if (form.text("stream") or "").strip().lower() not in ("", "false"):
             # A streamed transcript would go back unread, its usage unbilled.
             raise BadRequest(f"Streaming is not supported on {request.scope['path']}.", param="stream")
-        raw, content_type = form.encode()
         call = await gw.relay.prepare(auth, endpoint=TRANSCRIPTIONS, path=request.scope["path"], model=model,
                                       estimate=audio_estimate(len(raw)), client_ip=client_ip(request),
                                       request_id=request_id,
                                       is_stream=False)
-        result = await gw.relay.call_endpoint(call, body=None, raw=raw, content_type=content_type)
+        # Each attempt names the model as its channel does (a model mapping), nothing else changed.
+        result = await gw.relay.call_endpoint(call, body=None, raw=None, content_type="",
+                                              encode=lambda upstream: form.replacing("model", upstream).encode())
         gw.relay.finish(call, result.usage or Usage())
         return Response(result.content, media_type=result.content_type)
 

@@ -187,7 +187,8 @@ class ForwardRequest:
     """A request forwarded as bytes to an OpenAI-shaped path (``/images/generations``...).
 
     ``content`` is the body to send (JSON re-encoded with the upstream model, or the
-    client's multipart bytes untouched); ``content_type`` goes with it.
+    multipart form the gateway parsed and checked, encoded again with the upstream
+    model under a fresh boundary); ``content_type`` goes with it.
     """
 
     endpoint: str  # one of the endpoint names above

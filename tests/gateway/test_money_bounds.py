@@ -138,3 +138,16 @@ def test_a_channel_whose_request_cannot_be_built_bills_nothing(upstream, make_ac
     server.stop()
     assert acct.refresh().user.quota == 500_000
     assert sum(row.quota for row in RequestLog.select().where(RequestLog.kind == "relay")) == 0
+
+
+def test_a_transcription_goes_to_the_model_its_channel_maps_it_to(upstream, make_account, price, channel, serve):
+    channel(upstream, models="speech", mapping={"speech": "gpt-4o-transcribe"})
+    price("speech", "6", "10")
+    acct = make_account("1")
+    server = serve()
+    r = post(server, acct.key, "/v1/audio/transcriptions", data={"model": "speech", "language": "en"},
+             **audio(3_000))
+    assert r.status_code == 200, r.text
+    assert r.json()["text"] == "transcribed 3000 bytes with gpt-4o-transcribe"
+    row = wait_logs(1)[-1]
+    assert (row.model, row.upstream_model) == ("speech", "gpt-4o-transcribe") and row.quota > 0
