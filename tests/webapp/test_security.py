@@ -112,6 +112,7 @@ def test_https_through_a_trusted_proxy_gets_hsts_and_secure_cookies(live_server)
     assert logged_in.status_code == 303
     cookies = cookies_of(page) + cookies_of(logged_in)
     assert len(cookies) >= 2 and all("; Secure" in c for c in cookies), cookies
+    assert any(c.startswith("remember_token=") for c in cookies)  # the one-year cookie too
 
 
 def test_forwarded_headers_count_only_from_trusted_proxies(settings, database):
