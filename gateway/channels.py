@@ -158,10 +158,12 @@ class ChannelPool:
 
 
 def record_error(channel_id: int, message: str) -> None:
+    message = message.replace("\x00", "\ufffd")  # an upstream's text; PostgreSQL refuses NUL
     Channel.update(last_error=f"{utcnow():%Y-%m-%d %H:%M:%S} UTC: {message}"[:2000]).where(
         Channel.id == channel_id).execute()
 
 
 def disable_channel(channel_id: int, reason: str) -> None:
+    reason = reason.replace("\x00", "\ufffd")
     Channel.update(status="disabled", disabled_reason=f"{utcnow():%Y-%m-%d %H:%M:%S} UTC: {reason}"[:2000],
                    last_error=reason[:2000]).where(Channel.id == channel_id).execute()

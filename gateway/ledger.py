@@ -6,11 +6,18 @@ queued up in one transaction in a worker thread: the settlements, the log rows,
 the channels' spend and errors. A log row's ``quota`` is what ``settle``
 actually charged in that same transaction, so the log and the balances agree to
 the unit. :meth:`Ledger.close` writes everything still queued.
+
+One entry the database refuses must not hold back the others: a batch that
+fails is written again one entry at a time, and an entry that fails on its own
+while others go in is set aside (:attr:`Ledger.refused`) and logged in full at
+ERROR, so the admin can see and settle it. When nothing goes in, the database
+is at fault, not an entry: the batch waits and is tried again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +51,8 @@ class Entry:
 class Ledger:
     def __init__(self) -> None:
         self._queue: list[Entry | Callable[[], None]] = []
+        # What the database refused on its own, with why (kept for the process's life; logged in full).
+        self.refused: list[tuple[Entry | Callable[[], None], str]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -97,21 +106,71 @@ class Ledger:
         if not batch:
             return
         try:
-            done, charged = try_inline_peewee(lambda: _write(batch)) if len(batch) <= INLINE_BATCH else (False, None)
-            if not done:
-                charged = await run_write(lambda: _write(batch))
+            charged = await _commit(batch)
         except Exception:
-            # Nothing of the batch was committed (one transaction): put it back in front.
-            for item in batch:
-                if isinstance(item, Entry) and item.reservation is not None:
-                    item.reservation.settled = False
-            self._queue[:0] = batch
-            raise
+            # Nothing of the batch was committed (one transaction).
+            _unsettle(batch)
+            if len(batch) > 1:
+                charged = await self._write_one_by_one(batch)
+            elif self._closing:
+                # The last chance: keep it in the log rather than fail the shutdown and lose the rest.
+                self._set_aside(batch[0], "refused at shutdown")
+                charged = []
+            else:
+                self._queue[:0] = batch
+                raise
         for entry, units in charged or ():
             if entry.done is not None and not entry.done.done():
                 entry.done.set_result(units)
         if self._queue:
             self._wake.set()
+
+    async def _write_one_by_one(self, batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, int]]:
+        """Write each item in its own transaction; set aside those the database refuses alone."""
+        charged: list[tuple[Entry, int]] = []
+        failed: list[tuple[Entry | Callable[[], None], str]] = []
+        for item in batch:
+            try:
+                charged += await _commit([item])
+            except Exception as exc:  # noqa: BLE001 - whatever the driver raises, judged below
+                _unsettle([item])
+                failed.append((item, f"{type(exc).__name__}: {exc}"))
+        if failed and len(failed) == len(batch):
+            # Nothing went in: the database is down or locked, not one bad entry. Try all again later.
+            self._queue[:0] = batch
+            raise RuntimeError(f"the database refused all {len(batch)} writes; first: {failed[0][1]}")
+        for item, why in failed:
+            self._set_aside(item, why)
+        return charged
+
+    def _set_aside(self, item: Entry | Callable[[], None], why: str) -> None:
+        self.refused.append((item, why))
+        log.error("usage ledger: the database refused this entry; it is set aside unwritten (%s): %s",
+                  why, _describe(item))
+
+
+async def _commit(batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, int]]:
+    done, charged = try_inline_peewee(lambda: _write(batch)) if len(batch) <= INLINE_BATCH else (False, None)
+    if not done:
+        charged = await run_write(lambda: _write(batch))
+    return charged or []
+
+
+def _unsettle(batch: list[Entry | Callable[[], None]]) -> None:
+    # settle_many marks reservations settled as it goes; the rollback undid the writes.
+    for item in batch:
+        if isinstance(item, Entry) and item.reservation is not None:
+            item.reservation.settled = False
+
+
+def _describe(item: Entry | Callable[[], None]) -> str:
+    """Everything needed to settle an entry by hand, on one line."""
+    if not isinstance(item, Entry):
+        return repr(item)
+    reservation = item.reservation
+    held = {} if reservation is None else {"held_units": reservation.units, "user_id": reservation.user_id,
+                                           "token_id": reservation.token_id}
+    return json.dumps({"cost_units": item.cost, **held, "row": item.row}, default=str, ensure_ascii=True)
 
 
 # Every column but the id; Relay._row fills each one except the time.
@@ -122,13 +181,18 @@ _CHANNEL_SPEND = 'UPDATE "channel" SET "used_quota" = "used_quota" + ? WHERE "id
 _TOKEN_USED = 'UPDATE "token" SET "last_used_at" = ? WHERE "id" = ?'
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` with any NUL character replaced: PostgreSQL refuses NUL in text (an upstream's error may hold one)."""
+    return value.replace("\x00", "\ufffd") if type(value) is str and "\x00" in value else value
+
+
 def _insert_logs(rows: list[dict[str, Any]]) -> None:
     # Written out rather than through insert_many: building that query cost
     # more than the insert itself on the hot path.
     if not rows:
         return
     now = utcnow()
-    values = [tuple(row.get("created_at") or now if c == "created_at" else row[c] for c in _LOG_COLUMNS)
+    values = [tuple(row.get("created_at") or now if c == "created_at" else without_nul(row[c]) for c in _LOG_COLUMNS)
               for row in rows]
     db.cursor().executemany(sql(_INSERT_LOG), values)
 

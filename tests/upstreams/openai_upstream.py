@@ -21,7 +21,7 @@ untouched) or ``x-upstream-*`` headers (direct calls):
 - ``reply`` / ``state.replies``: the text to answer (replies are used in turn,
   then ``state.default_reply``); a reply may be ``{"tool_call": {"name", "arguments"}}``;
 - ``fail`` / ``state.failures``: answer with this HTTP status (queue: one per request);
-  429 carries ``Retry-After``; 401 is "invalid_api_key";
+  429 carries ``Retry-After``; 401 is "invalid_api_key"; ``message`` replaces the error's text;
 - ``delay``: seconds between stream chunks (slow streams);
 - ``disconnect_after``: drop the connection after this many content chunks;
 - ``omit_usage``: never report usage (JSON or stream);
@@ -77,6 +77,7 @@ class Switches:
     delay: float
     disconnect_after: int | None
     omit_usage: bool
+    message: str | None = None
 
 
 def _switches(state: UpstreamState, request: Request, body: dict[str, Any]) -> Switches:
@@ -91,7 +92,7 @@ def _switches(state: UpstreamState, request: Request, body: dict[str, Any]) -> S
     return Switches(reply=opts["reply"] if "reply" in opts else None, fail=int(fail) if fail else None,
                     delay=float(opts.get("delay", state.delay)),
                     disconnect_after=opts.get("disconnect_after", state.disconnect_after),
-                    omit_usage=bool(opts.get("omit_usage", state.omit_usage)))
+                    omit_usage=bool(opts.get("omit_usage", state.omit_usage)), message=opts.get("message"))
 
 
 def error(status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
@@ -100,7 +101,9 @@ def error(status: int, message: str, *, type: str = "invalid_request_error", cod
                         status_code=status, headers=headers)
 
 
-def failure(status: int) -> JSONResponse:
+def failure(status: int, message: str | None = None) -> JSONResponse:
+    if message is not None:
+        return error(status, message, type="invalid_request_error" if status < 500 else "server_error")
     if status == 429:
         return error(429, "Rate limit reached for requests", type="requests", code="rate_limit_exceeded",
                      headers={"Retry-After": "1"})
@@ -147,7 +150,7 @@ def create_upstream_app(state: UpstreamState | None = None) -> Starlette:
             return body, None, failure(401)
         sw = _switches(state, request, body)
         if sw.fail:
-            return body, sw, failure(sw.fail)
+            return body, sw, failure(sw.fail, sw.message)
         return body, sw, None
 
     async def chat(request: Request) -> Response:
