@@ -60,6 +60,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     from arweave_store import routes as arweave_routes
     from webapp import create_app
     from webapp.chat.stream import chat_routes
+    from webapp.chat.stream import drain as drain_replies
 
     settings = (settings or Settings.from_env()).with_secret_key()
     if dbmod.db.obj is None:
@@ -82,6 +83,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
             try:
                 yield
             finally:
+                await drain_replies()  # their settlements go to the ledger, which stop() then writes
                 await gateway.stop()
 
     gateway_routes = gateway.routes()

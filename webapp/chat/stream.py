@@ -125,6 +125,28 @@ class Generation:
 GENERATIONS: dict[int, Generation] = {}
 
 
+# At shutdown, how long running replies may go on before they are stopped (keeping what was written).
+DRAIN_SECONDS = 3.0
+
+
+async def drain(grace: float = DRAIN_SECONDS) -> None:
+    """Finish or stop this event loop's running replies, each settled and logged, before the ledger closes.
+
+    Generations run as tasks of their own (a reply goes on when its page
+    closes), so the lifespan must wait for them: a reply still writing when the
+    ledger closed kept its reservation for ever, with no log row.
+    """
+    loop = asyncio.get_running_loop()
+    tasks = [g.task for g in list(GENERATIONS.values()) if g.loop is loop and g.task is not None and not g.task.done()]
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        task.cancel()  # generate() keeps the text, marks the reply stopped and settles what was generated
+    if pending:
+        await asyncio.wait(pending, timeout=10)
+
+
 def stop_running(message_id: int, run_on_loop: Callable[[Callable[[], Any]], None]) -> None:
     """Poke a generation of this process to stop (called from a Flask thread)."""
     gen = GENERATIONS.get(message_id)
