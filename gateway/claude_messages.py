@@ -27,6 +27,7 @@ from gateway import tokens
 from gateway.adaptors.anthropic import AnthropicAdaptor, usage_of
 from gateway.adaptors.base import CHAT, Adaptor, ChatRequest, FailureKind, UpstreamFailure, Usage
 from gateway.auth import request_key
+from gateway.disconnect import while_connected
 from gateway.errors import BadRequest, GatewayError, UpstreamError
 from gateway.relay import CLIENT_CLOSED, Call, new_request_id
 from gateway.validation import parse_json, read_body, validate_messages
@@ -185,59 +186,63 @@ def _usage(usage: Usage | None) -> dict[str, int]:
 
 async def events_of(chunks: AsyncIterator[dict[str, Any]], model: str, state: dict[str, Any]) -> AsyncIterator[Event]:
     """OpenAI chunks as Anthropic's stream events; ``state`` collects usage and text for billing."""
-    yield "message_start", {"type": "message_start", "message": {
-        "id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant", "model": model, "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": _usage(None)}}
-    index, open_kind, open_tool = -1, "", -1
-    finish = "stop"
-    async for chunk in chunks:
-        if chunk.get("usage"):
-            state["usage"] = Usage.from_openai(chunk["usage"])
-            state["final"] = True  # the OpenAI-speaking adaptors report usage once, at the end
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            finish = choice.get("finish_reason") or finish
-            pieces: list[tuple[str, Any]] = []
-            if delta.get("reasoning_content"):
-                pieces.append(("thinking", delta["reasoning_content"]))
-            if delta.get("content"):
-                pieces.append(("text", delta["content"]))
-            for call in delta.get("tool_calls") or []:
-                pieces.append(("tool", call))
-            for kind, value in pieces:
-                starts_tool = kind == "tool" and value.get("index", 0) != open_tool
-                if kind != open_kind or starts_tool:
-                    if index >= 0:
-                        yield "content_block_stop", {"type": "content_block_stop", "index": index}
-                    index, open_kind = index + 1, kind
-                    block: dict[str, Any] = {"type": "text", "text": ""} if kind == "text" else (
-                        {"type": "thinking", "thinking": ""} if kind == "thinking" else
-                        {"type": "tool_use", "id": value.get("id") or "toolu_" + uuid.uuid4().hex[:20],
-                         "name": (value.get("function") or {}).get("name", ""), "input": {}})
-                    if kind == "tool":
-                        open_tool = value.get("index", 0)
-                    yield "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
-                if kind == "text":
-                    state["texts"].append(value)
-                    delta_out = {"type": "text_delta", "text": value}
-                elif kind == "thinking":
-                    state["texts"].append(value)
-                    delta_out = {"type": "thinking_delta", "thinking": value}
-                else:
-                    arguments = (value.get("function") or {}).get("arguments") or ""
-                    if not arguments:
-                        continue
-                    state["texts"].append(arguments)
-                    delta_out = {"type": "input_json_delta", "partial_json": arguments}
-                yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta_out}
-    if index >= 0:
-        yield "content_block_stop", {"type": "content_block_stop", "index": index}
-    usage = state.get("usage")
-    yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": STOP.get(finish, "end_turn"),
-                                                               "stop_sequence": None},
-                            "usage": {"output_tokens": usage.completion_tokens if usage else 0,
-                                      "input_tokens": usage.prompt_tokens if usage else 0}}
-    yield "message_stop", {"type": "message_stop"}
+    try:
+        yield "message_start", {"type": "message_start", "message": {
+            "id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": _usage(None)}}
+        index, open_kind, open_tool = -1, "", -1
+        finish = "stop"
+        async for chunk in chunks:
+            if chunk.get("usage"):
+                state["usage"] = Usage.from_openai(chunk["usage"])
+                state["final"] = True  # the OpenAI-speaking adaptors report usage once, at the end
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                finish = choice.get("finish_reason") or finish
+                pieces: list[tuple[str, Any]] = []
+                if delta.get("reasoning_content"):
+                    pieces.append(("thinking", delta["reasoning_content"]))
+                if delta.get("content"):
+                    pieces.append(("text", delta["content"]))
+                for call in delta.get("tool_calls") or []:
+                    pieces.append(("tool", call))
+                for kind, value in pieces:
+                    starts_tool = kind == "tool" and value.get("index", 0) != open_tool
+                    if kind != open_kind or starts_tool:
+                        if index >= 0:
+                            yield "content_block_stop", {"type": "content_block_stop", "index": index}
+                        index, open_kind = index + 1, kind
+                        block: dict[str, Any] = {"type": "text", "text": ""} if kind == "text" else (
+                            {"type": "thinking", "thinking": ""} if kind == "thinking" else
+                            {"type": "tool_use", "id": value.get("id") or "toolu_" + uuid.uuid4().hex[:20],
+                             "name": (value.get("function") or {}).get("name", ""), "input": {}})
+                        if kind == "tool":
+                            open_tool = value.get("index", 0)
+                        yield "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+                    if kind == "text":
+                        state["texts"].append(value)
+                        delta_out = {"type": "text_delta", "text": value}
+                    elif kind == "thinking":
+                        state["texts"].append(value)
+                        delta_out = {"type": "thinking_delta", "thinking": value}
+                    else:
+                        arguments = (value.get("function") or {}).get("arguments") or ""
+                        if not arguments:
+                            continue
+                        state["texts"].append(arguments)
+                        delta_out = {"type": "input_json_delta", "partial_json": arguments}
+                    yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta_out}
+        if index >= 0:
+            yield "content_block_stop", {"type": "content_block_stop", "index": index}
+        usage = state.get("usage")
+        yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": STOP.get(finish, "end_turn"),
+                                                                   "stop_sequence": None},
+                                "usage": {"output_tokens": usage.completion_tokens if usage else 0,
+                                          "input_tokens": usage.prompt_tokens if usage else 0}}
+        yield "message_stop", {"type": "message_stop"}
+    finally:
+        # An async for does not close what it iterates: this closes the upstream's response.
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -313,7 +318,7 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
             raise
         return _prepend(events, [first, second]), first
 
-    events, _ = await gw.relay.serve(call, open_stream)
+    events, _ = await while_connected(request, gw.relay.serve(call, open_stream))
     call.mark_first_token()
     return StreamingResponse(_relay_events(gw, call, body, events, state), media_type="text/event-stream",
                              headers=headers | {"Cache-Control": "no-cache"})
@@ -329,19 +334,23 @@ async def _prepend(events: AsyncIterator[Event], first: list[Event]) -> AsyncIte
 async def _native_events(events: AsyncIterator[tuple[str, dict[str, Any]]], model: str,
                          state: dict[str, Any]) -> AsyncIterator[Event]:
     """An Anthropic channel's own events, passed on; usage and text noted for billing."""
-    usage: dict[str, Any] = {}
-    async for event, data in events:
-        if event == "message_start":
-            usage.update((data.get("message") or {}).get("usage") or {})
-            data = {**data, "message": {**data.get("message", {}), "model": model}}
-        elif event == "message_delta":
-            usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
-            state["final"] = True  # message_start's usage counts the prompt and 1 output token; this, all
-        elif event == "content_block_delta":
-            delta = data.get("delta") or {}
-            state["texts"].append(delta.get("text") or delta.get("thinking") or delta.get("partial_json") or "")
-        state["usage"] = usage_of(usage)
-        yield event, data
+    try:
+        usage: dict[str, Any] = {}
+        async for event, data in events:
+            if event == "message_start":
+                usage.update((data.get("message") or {}).get("usage") or {})
+                data = {**data, "message": {**data.get("message", {}), "model": model}}
+            elif event == "message_delta":
+                usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+                state["final"] = True  # message_start's usage counts the prompt and 1 output token; this, all
+            elif event == "content_block_delta":
+                delta = data.get("delta") or {}
+                state["texts"].append(delta.get("text") or delta.get("thinking") or delta.get("partial_json") or "")
+            state["usage"] = usage_of(usage)
+            yield event, data
+    finally:
+        # An async for does not close what it iterates: this closes the upstream's response.
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 async def _relay_events(gw: Gateway, call: Call, body: dict[str, Any], events: AsyncIterator[Event],

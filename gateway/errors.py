@@ -109,6 +109,14 @@ class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
 
 
+class ClientGone(GatewayError):
+    """The client hung up before the answer began (nginx's 499); nobody reads this error."""
+
+    status = 499
+    type = "client_closed_request"
+    code = "client_closed_request"
+
+
 def error_response(exc: GatewayError, request_id: str | None = None) -> JSONResponse:
     """Render any gateway error as OpenAI's ``{"error": {...}}`` body with the right status."""
     headers = dict(exc.headers)

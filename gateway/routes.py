@@ -32,6 +32,7 @@ from gateway.adaptors.base import (
     Usage,
 )
 from gateway.auth import KeyInfo, request_key
+from gateway.disconnect import while_connected
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.multipart import parse_form
 from gateway.relay import ChatStream, encode_chunk, new_request_id
@@ -161,7 +162,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         if body.get("stream") is True:
             stream = ChatStream(gw.relay, auth, body, client_ip=ip, request_id=request_id,
                                 path=request.scope["path"], raw=True)
-            await stream.__aenter__()
+            await while_connected(request, stream.__aenter__())
             return _AsResponse(ChatEventStream(stream, request_id))
         data = await gw.complete(auth, body, client_ip=ip, request_id=request_id, path=request.scope["path"])
         return Response(encode_chunk(data), media_type="application/json")
@@ -177,7 +178,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
             if body.get("stream") and endpoint == COMPLETIONS:
                 stream = ChatStream(gw.relay, auth, body, client_ip=client_ip(request), request_id=request_id,
                                     path=request.scope["path"], kind=COMPLETIONS, raw=True)
-                await stream.__aenter__()
+                await while_connected(request, stream.__aenter__())
                 return _AsResponse(ChatEventStream(stream, request_id))
             if body.get("stream"):
                 raise BadRequest(f"Streaming is not supported on {request.scope['path']}.", param="stream")

@@ -23,6 +23,7 @@ untouched) or ``x-upstream-*`` headers (direct calls):
 - ``fail`` / ``state.failures``: answer with this HTTP status (queue: one per request);
   429 carries ``Retry-After``; 401 is "invalid_api_key"; ``message`` replaces the error's text;
 - ``delay``: seconds between stream chunks (slow streams);
+- ``wait``: seconds a stream sends nothing at all, not even its headers (a model thinking first);
 - ``disconnect_after``: drop the connection after this many content chunks;
 - ``omit_usage``: never report usage (JSON or stream);
 - ``state.keys``: when non-empty, only these bearer keys are accepted (401 otherwise).
@@ -56,6 +57,7 @@ class UpstreamState:
     default_reply: str = DEFAULT_REPLY
     failures: list[int] = field(default_factory=list)
     delay: float = 0.0
+    wait: float = 0.0
     disconnect_after: int | None = None
     omit_usage: bool = False
     keys: set[str] = field(default_factory=set)
@@ -78,6 +80,7 @@ class Switches:
     disconnect_after: int | None
     omit_usage: bool
     message: str | None = None
+    wait: float = 0.0
 
 
 def _switches(state: UpstreamState, request: Request, body: dict[str, Any]) -> Switches:
@@ -92,7 +95,8 @@ def _switches(state: UpstreamState, request: Request, body: dict[str, Any]) -> S
     return Switches(reply=opts["reply"] if "reply" in opts else None, fail=int(fail) if fail else None,
                     delay=float(opts.get("delay", state.delay)),
                     disconnect_after=opts.get("disconnect_after", state.disconnect_after),
-                    omit_usage=bool(opts.get("omit_usage", state.omit_usage)), message=opts.get("message"))
+                    omit_usage=bool(opts.get("omit_usage", state.omit_usage)), message=opts.get("message"),
+                    wait=float(opts.get("wait", state.wait)))
 
 
 def error(status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
@@ -336,8 +340,6 @@ class _Stream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
         state.started += 1
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
         gone = asyncio.Event()
 
         async def watch() -> None:
@@ -346,6 +348,17 @@ class _Stream(Response):
             gone.set()
 
         watcher = asyncio.get_running_loop().create_task(watch())
+        if self.sw.wait:
+            # A model that thinks before it answers: nothing is sent until then, not even headers.
+            try:
+                await asyncio.wait_for(gone.wait(), self.sw.wait)
+                state.cancelled += 1
+                watcher.cancel()
+                return
+            except TimeoutError:
+                pass
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
         try:
             for sent, item in enumerate(self.chunks()):
                 if self.sw.disconnect_after is not None and sent >= self.sw.disconnect_after + 1:
