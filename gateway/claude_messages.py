@@ -27,7 +27,7 @@ from gateway import tokens
 from gateway.adaptors.anthropic import AnthropicAdaptor, usage_of
 from gateway.adaptors.base import CHAT, Adaptor, ChatRequest, FailureKind, UpstreamFailure, Usage
 from gateway.auth import request_key
-from gateway.disconnect import while_connected
+from gateway.disconnect import DisconnectWatch, while_connected
 from gateway.errors import BadRequest, GatewayError, UpstreamError
 from gateway.relay import CLIENT_CLOSED, Call, new_request_id
 from gateway.validation import parse_json, read_body, validate_messages
@@ -318,7 +318,11 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
             raise
         return _prepend(events, [first, second]), first
 
-    events, _ = await while_connected(request, gw.relay.serve(call, open_stream))
+    watch = DisconnectWatch(request.receive)
+    try:
+        events, _ = await while_connected(watch, gw.relay.serve(call, open_stream))
+    finally:
+        watch.stop()  # from here Starlette's StreamingResponse watches for the disconnect itself
     call.mark_first_token()
     return StreamingResponse(_relay_events(gw, call, body, events, state), media_type="text/event-stream",
                              headers=headers | {"Cache-Control": "no-cache"})

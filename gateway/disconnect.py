@@ -1,39 +1,66 @@
-"""Noticing a client that hangs up while the gateway is still waiting on an upstream."""
+"""Noticing a client that hangs up, from the moment its body is read to the end of its stream.
+
+One :class:`DisconnectWatch` (one small task awaiting the ASGI ``receive``)
+serves a request's whole life: while the upstream stream is being opened it
+cancels the request's task (:func:`while_connected`), and while the stream is
+relayed it cancels the relaying (``ChatEventStream``). Before it, a client that
+left while a model was still thinking kept the upstream request running until
+the upstream answered.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from starlette.requests import Request
+from starlette.types import Receive
 
 from gateway.errors import ClientGone
 
 T = TypeVar("T")
 
 
-async def while_connected(request: Request, awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable`` (opening an upstream stream), cancelled the moment the client hangs up.
+class DisconnectWatch:
+    """Calls the current ``on_gone`` callback once the client has gone away."""
 
-    Until the first byte goes back nobody else listens for the disconnect: without
-    this a client that left while a model was still thinking kept the upstream
-    request running until it answered. Raises :class:`ClientGone` then.
-    """
-    task = asyncio.ensure_future(awaitable)
-    receive = request.receive  # the body is read: the next message is the disconnect
+    def __init__(self, receive: Receive) -> None:
+        self.gone = False
+        self._on_gone: Callable[[], object] | None = None
+        self._task = asyncio.get_running_loop().create_task(self._run(receive))
 
-    async def watch() -> None:
+    async def _run(self, receive: Receive) -> None:
+        # The body is read: the next message is the disconnect.
         while (await receive())["type"] != "http.disconnect":
             pass
-        task.cancel()
+        self.gone = True
+        if self._on_gone is not None:
+            self._on_gone()
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    def on_gone(self, callback: Callable[[], object] | None) -> None:
+        """What to cancel when the client goes (None: nothing); called at once if it already went."""
+        self._on_gone = callback
+        if self.gone and callback is not None:
+            callback()
+
+    def stop(self) -> None:
+        self._on_gone = None
+        self._task.cancel()
+
+
+async def while_connected(watch: DisconnectWatch, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` (opening an upstream stream), cancelled the moment the client hangs up.
+
+    Raises :class:`ClientGone` then. The watch stays running for the relaying.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    watch.on_gone(task.cancel)
     try:
-        return await task
+        return await awaitable
     except asyncio.CancelledError:
-        if watcher.done() and not watcher.cancelled():
+        if watch.gone and task.uncancel() == 0:
             raise ClientGone("the client closed the connection before the answer began") from None
         raise
     finally:
-        watcher.cancel()
+        watch.on_gone(None)

@@ -32,7 +32,7 @@ from gateway.adaptors.base import (
     Usage,
 )
 from gateway.auth import KeyInfo, request_key
-from gateway.disconnect import while_connected
+from gateway.disconnect import DisconnectWatch, while_connected
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.multipart import parse_form
 from gateway.relay import ChatStream, encode_chunk, new_request_id
@@ -73,6 +73,17 @@ def with_request_id(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
     return handler
 
 
+async def open_stream(request: Request, stream: ChatStream, request_id: str) -> Response:
+    """Open ``stream`` up to its first chunk (a hang-up meanwhile cancels it), as the response to send."""
+    watch = DisconnectWatch(request.receive)
+    try:
+        await while_connected(watch, stream.__aenter__())
+    except BaseException:
+        watch.stop()
+        raise
+    return _AsResponse(ChatEventStream(stream, request_id, watch))
+
+
 class ChatEventStream:
     """A chat stream as OpenAI frames it (``data: {...}\\n\\n`` ... ``data: [DONE]\\n\\n``).
 
@@ -84,8 +95,9 @@ class ChatEventStream:
 
     ping_seconds = 15.0
 
-    def __init__(self, stream: ChatStream, request_id: str) -> None:
+    def __init__(self, stream: ChatStream, request_id: str, watch: DisconnectWatch) -> None:
         self.stream = stream
+        self.watch = watch  # already watching: it saw the stream opened
         self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                         (b"x-accel-buffering", b"no"), (b"x-request-id", request_id.encode())]
         self._last_write = 0.0
@@ -93,12 +105,13 @@ class ChatEventStream:
         self._ping: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # A bare asyncio task watches for the disconnect and a timer schedules
+        # The request's one watch task notices the disconnect and a timer schedules
         # pings, rather than an anyio task group: setting one up and cancelling it
         # cost more than the rest of relaying a short stream.
         loop = asyncio.get_running_loop()
         relaying = anyio.CancelScope()
-        watcher = loop.create_task(self._watch(receive, relaying))
+        watcher = self.watch
+        watcher.on_gone(relaying.cancel)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             self._last_write = loop.time()
@@ -118,19 +131,12 @@ class ChatEventStream:
             self._stop_background(watcher)
             await self.stream.__aexit__(None, None, None)
 
-    def _stop_background(self, watcher: asyncio.Task[None]) -> None:
-        watcher.cancel()
+    def _stop_background(self, watcher: DisconnectWatch) -> None:
+        watcher.stop()
         if self._pinger is not None:
             self._pinger.cancel()
         if self._ping is not None:
             self._ping.cancel()
-
-    @staticmethod
-    async def _watch(receive: Receive, relaying: anyio.CancelScope) -> None:
-        """Cancel the relaying when the client goes away."""
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        relaying.cancel()
 
     def _ping_due(self, loop: asyncio.AbstractEventLoop, send: Send) -> None:
         # A reasoning model can think for minutes before its first token; a
@@ -162,8 +168,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         if body.get("stream") is True:
             stream = ChatStream(gw.relay, auth, body, client_ip=ip, request_id=request_id,
                                 path=request.scope["path"], raw=True)
-            await while_connected(request, stream.__aenter__())
-            return _AsResponse(ChatEventStream(stream, request_id))
+            return await open_stream(request, stream, request_id)
         data = await gw.complete(auth, body, client_ip=ip, request_id=request_id, path=request.scope["path"])
         return Response(encode_chunk(data), media_type="application/json")
 
@@ -178,8 +183,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
             if body.get("stream") and endpoint == COMPLETIONS:
                 stream = ChatStream(gw.relay, auth, body, client_ip=client_ip(request), request_id=request_id,
                                     path=request.scope["path"], kind=COMPLETIONS, raw=True)
-                await while_connected(request, stream.__aenter__())
-                return _AsResponse(ChatEventStream(stream, request_id))
+                return await open_stream(request, stream, request_id)
             if body.get("stream"):
                 raise BadRequest(f"Streaming is not supported on {request.scope['path']}.", param="stream")
             estimate, calls = describe(body)
