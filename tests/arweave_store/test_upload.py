@@ -21,6 +21,17 @@ def auth(customer) -> dict[str, str]:
     return {"Authorization": f"Bearer {customer.key}"}
 
 
+def _answer(sock: socket.socket) -> str:
+    """The server's whole answer to a request whose body was not (all) sent."""
+    answer = b""
+    while not answer.rstrip().endswith(b"}"):  # the JSON error body, however the packets fall
+        data = sock.recv(65536)
+        if not data:
+            break
+        answer += data
+    return answer.decode()
+
+
 def test_small_file_is_billed_the_quote_stored_and_confirmed(arweave_server, arlocal, customer, service_wallet):
     data = "Hello, Arweave — permanent ✓\n".encode() * 40
     quote = httpx.get(f"{arweave_server.url}/arweave/price", params={"bytes": len(data)}).json()
@@ -172,13 +183,7 @@ def test_too_large_is_413_before_reading_and_mid_stream(arweave_server, customer
     with socket.create_connection(("127.0.0.1", arweave_server.port), timeout=5) as sock:
         sock.sendall((f"POST /arweave/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {customer.key}\r\n"
                       f"Content-Type: application/octet-stream\r\nContent-Length: {limit + 1}\r\n\r\n").encode())
-        answer = b""
-        while not answer.rstrip().endswith(b"}"):  # the JSON error body, however the packets fall
-            data = sock.recv(65536)
-            if not data:
-                break
-            answer += data
-        answer = answer.decode()
+        answer = _answer(sock)
     assert answer.startswith("HTTP/1.1 413")
     assert "2,097,152 bytes at most" in answer
 
@@ -306,17 +311,6 @@ def test_an_upload_the_gateway_could_not_take_is_posted_after_a_restart(arweave_
     finally:
         second.stop()
         flaky.server.stop()
-
-
-def _answer(sock: socket.socket) -> str:
-    """The server's whole answer to a request whose body was not (all) sent."""
-    answer = b""
-    while not answer.rstrip().endswith(b"}"):  # the JSON error body, however the packets fall
-        data = sock.recv(65536)
-        if not data:
-            break
-        answer += data
-    return answer.decode()
 
 
 def test_an_upload_the_key_cannot_pay_for_is_refused_before_its_body_is_read(arweave_server, arlocal,
