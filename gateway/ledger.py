@@ -51,6 +51,8 @@ class Entry:
 class Ledger:
     def __init__(self) -> None:
         self._queue: list[Entry | Callable[[], None]] = []
+        # hold id -> its latest checkpoint (units, prompt tokens, completion tokens, channel id)
+        self._checkpoints: dict[str, tuple[int, int, int, int | None]] = {}
         # What the database refused on its own, with why (kept for the process's life; logged in full).
         self.refused: list[tuple[Entry | Callable[[], None], str]] = []
         self._wake = asyncio.Event()
@@ -69,9 +71,20 @@ class Ledger:
         self._queue.append(fn)
         self._wake.set()
 
+    def checkpoint(self, hold_id: str, units: int, prompt_tokens: int, completion_tokens: int,
+                   channel_id: int | None) -> None:
+        """Record on a request's hold what it has provably used so far (written with the next batch).
+
+        If the process dies before the request settles, the process that settles
+        its hold bills this much and refunds the rest (see :mod:`gateway.holds`).
+        Only the latest checkpoint of each hold is written.
+        """
+        self._checkpoints[hold_id] = (units, prompt_tokens, completion_tokens, channel_id)
+        self._wake.set()
+
     async def flush(self) -> None:
         """Write everything queued so far (tests and shutdown)."""
-        while self._queue:
+        while self._queue or self._checkpoints:
             await self._write_batch()
 
     async def close(self) -> None:
@@ -103,6 +116,10 @@ class Ledger:
 
     async def _write_batch(self) -> None:
         batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+        if self._checkpoints:
+            # First in the batch, so a settlement in the same batch deletes the hold after it.
+            checkpoints, self._checkpoints = self._checkpoints, {}
+            batch.insert(0, _CheckpointWrite(checkpoints))
         if not batch:
             return
         try:
@@ -154,6 +171,25 @@ async def _commit(batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, 
     if not done:
         charged = await run_write(lambda: _write(batch))
     return charged or []
+
+
+_CHECKPOINT = ('UPDATE "hold" SET "checkpoint_units" = ?, "prompt_tokens" = ?, "completion_tokens" = ?, '
+               '"channel_id" = ?, "checkpoint_at" = ? WHERE "id" = ?')
+
+
+class _CheckpointWrite:
+    """A batch's checkpoints, as one of its small writes (a hold already settled matches no row)."""
+
+    def __init__(self, checkpoints: dict[str, tuple[int, int, int, int | None]]) -> None:
+        self.checkpoints = checkpoints
+
+    def __call__(self) -> None:
+        now = utcnow()
+        db.cursor().executemany(sql(_CHECKPOINT), [(*values, now, hold_id)
+                                                   for hold_id, values in self.checkpoints.items()])
+
+    def __repr__(self) -> str:
+        return f"checkpoints of {len(self.checkpoints)} hold(s)"
 
 
 def _unsettle(batch: list[Entry | Callable[[], None]]) -> None:

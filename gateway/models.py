@@ -199,4 +199,45 @@ class LoginSession(BaseModel):
     created_at = DateTimeField(default=utcnow, index=True)
 
 
-TABLES = [User, Token, Channel, ModelPrice, RedemptionCode, RequestLog, Option, AuditLog, LoginSession]
+class Hold(BaseModel):
+    """Units a request has taken from a balance and not yet settled (see :mod:`gateway.holds`).
+
+    Written in the same transaction as the conditional UPDATEs that take the
+    units, deleted in the same transaction as the settlement or refund, so a
+    process that dies mid-request leaves a row that says what it held and why.
+    The checkpoint columns are what the request had provably used when last
+    checkpointed; recovery bills that and refunds the rest.
+    """
+
+    id = CharField(max_length=32, primary_key=True)
+    process_id = CharField(max_length=32, index=True)  # the ServingProcess holding it
+    request_id = CharField(max_length=64)
+    user_id = IntegerField()
+    token_id = IntegerField(null=True)  # the limited key the units were also taken from; None: unlimited
+    spender_id = IntegerField(null=True)  # the key whose spend is counted, limited or not
+    units = BigIntegerField()
+    token_name = CharField(max_length=64, default="")
+    endpoint = CharField(max_length=64, default="")
+    model = CharField(max_length=128, default="")
+    client_ip = CharField(max_length=64, default="")
+    is_stream = BooleanField(default=False)
+    started_at = DateTimeField(default=utcnow)
+    checkpoint_units = BigIntegerField(default=0)
+    prompt_tokens = IntegerField(default=0)
+    completion_tokens = IntegerField(default=0)
+    channel_id = IntegerField(null=True)
+    checkpoint_at = DateTimeField(null=True)
+
+
+class ServingProcess(BaseModel):
+    """A running permachat process, alive while its heartbeat is fresh (see :mod:`gateway.holds`)."""
+
+    id = CharField(max_length=32, primary_key=True)
+    host = CharField(max_length=255)
+    pid = IntegerField()
+    started_at = DateTimeField(default=utcnow)
+    heartbeat_at = DateTimeField(default=utcnow, index=True)
+
+
+TABLES = [User, Token, Channel, ModelPrice, RedemptionCode, RequestLog, Option, AuditLog, LoginSession, Hold,
+          ServingProcess]

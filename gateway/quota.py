@@ -7,12 +7,14 @@ concurrent requests from overspending, on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.db import db, sql
-from gateway.models import RequestLog, Token, User
+from gateway.models import RequestLog, Token, User, utcnow
 
 
 class InsufficientQuota(Exception):
@@ -33,6 +35,7 @@ class Reservation:
     units: int
     settled: bool = False
     spender_id: int | None = None  # the key whose spend is counted, limited or not
+    hold_id: str | None = None  # its row in ``hold`` (see :mod:`gateway.holds`); None: kept elsewhere or free
 
     @property
     def spender(self) -> int | None:
@@ -52,6 +55,24 @@ _SETTLE_TOKEN = ('UPDATE "token" SET "remain_quota" = "remain_quota" + ?, "used_
                  'WHERE "id" = ?')
 
 
+_INSERT_HOLD = ('INSERT INTO "hold" ("id", "process_id", "request_id", "user_id", "token_id", "spender_id", "units", '
+                '"token_name", "endpoint", "model", "client_ip", "is_stream", "started_at", "checkpoint_units", '
+                '"prompt_tokens", "completion_tokens") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0)')
+_CLAIM_CHUNK = 500  # ids per DELETE ... RETURNING (SQLite allows 32,766 parameters; keep statements small)
+
+
+class HoldFor(NamedTuple):
+    """What a hold row records about its request, so a dead process's hold can be logged and settled."""
+
+    process_id: str
+    request_id: str
+    token_name: str
+    endpoint: str
+    model: str
+    client_ip: str
+    is_stream: bool
+
+
 def _execute(statement: str, params: tuple) -> int:
     return db.execute_sql(sql(statement), params).rowcount
 
@@ -62,16 +83,21 @@ def _execute_many(statement: str, rows: list[tuple]) -> None:
         cursor.executemany(sql(statement), rows)
 
 
-def reserve(user_id: int, token_id: int | None, units: int, *, token_unlimited: bool = False) -> Reservation:
-    """Hold ``units`` from the account and, unless unlimited, from the key. All or nothing."""
+def reserve(user_id: int, token_id: int | None, units: int, *, token_unlimited: bool = False,
+            hold: HoldFor | None = None) -> Reservation:
+    """Hold ``units`` from the account and, unless unlimited, from the key. All or nothing.
+
+    With ``hold``, the reservation is also written to the ``hold`` table in the
+    same transaction, so it outlives this process (see :mod:`gateway.holds`).
+    """
     with db.atomic():
         # Raising inside atomic() rolls back the account's part too.
-        return reserve_in(db.cursor(), user_id, token_id, units, token_unlimited=token_unlimited)
+        return reserve_in(db.cursor(), user_id, token_id, units, token_unlimited=token_unlimited, hold=hold)
 
 
 def reserve_in(cursor: Any, user_id: int, token_id: int | None, units: int, *,
-               token_unlimited: bool = False) -> Reservation:
-    """:func:`reserve`'s two conditional UPDATEs on a DB-API ``cursor``, in the caller's transaction.
+               token_unlimited: bool = False, hold: HoldFor | None = None) -> Reservation:
+    """:func:`reserve`'s conditional UPDATEs (and hold row) on a DB-API ``cursor``, in the caller's transaction.
 
     On :class:`InsufficientQuota` the caller must roll back (the account's part
     may have been taken). The event loop's inline reservation uses this on the
@@ -89,7 +115,29 @@ def reserve_in(cursor: Any, user_id: int, token_id: int | None, units: int, *,
         cursor.execute(sql(_TAKE_TOKEN), (units, key_id, units))
         if cursor.rowcount != 1:
             raise InsufficientQuota("token", units)
-    return Reservation(user_id, key_id, units, spender_id=token_id)
+    hold_id = None
+    if hold is not None:
+        hold_id = os.urandom(16).hex()
+        cursor.execute(sql(_INSERT_HOLD), (hold_id, hold.process_id, hold.request_id, user_id, key_id, token_id, units,
+                                           hold.token_name, hold.endpoint, hold.model, hold.client_ip, hold.is_stream,
+                                           utcnow()))
+    return Reservation(user_id, key_id, units, spender_id=token_id, hold_id=hold_id)
+
+
+def claim_holds(ids: Iterable[str]) -> set[str]:
+    """Delete these hold rows, in the caller's transaction; returns the ids that were still there.
+
+    Deleting is how a settlement, a refund or a dead process's recovery claims a
+    hold: whoever deletes the row moves its money, so two of them racing (a
+    process wrongly thought dead, and the one recovering it) cannot both.
+    """
+    ids = list(ids)
+    claimed: set[str] = set()
+    for start in range(0, len(ids), _CLAIM_CHUNK):
+        chunk = ids[start:start + _CLAIM_CHUNK]
+        statement = 'DELETE FROM "hold" WHERE "id" IN ({}) RETURNING "id"'.format(", ".join("?" * len(chunk)))
+        claimed.update(row[0] for row in db.execute_sql(sql(statement), chunk).fetchall())
+    return claimed
 
 
 def settle(reservation: Reservation, actual: int) -> int:
@@ -111,10 +159,16 @@ def settle_many(items: list[tuple[Reservation, int]]) -> list[int]:
     users: dict[int, list[int]] = {}  # id -> [give back, used, requests]
     tokens: dict[int, list[int]] = {}  # id -> [give back, used]
     with db.atomic():
+        held = [r.hold_id for r, _ in items if r.hold_id is not None]
+        claimed = claim_holds(held) if held else set()
         for reservation, actual in items:
             if reservation.settled:
                 raise RuntimeError("reservation settled twice")
             reservation.settled = True
+            if reservation.hold_id is not None and reservation.hold_id not in claimed:
+                # Another process settled it as interrupted (it thought this one dead): its money moved there.
+                charged.append(0)
+                continue
             actual = max(0, actual)
             if actual > reservation.units:
                 # _take_extra takes the part above the reservation itself: nothing to give back.
@@ -159,9 +213,59 @@ def refund(reservation: Reservation) -> None:
     if not reservation.units:
         return
     with db.atomic():
+        if reservation.hold_id is not None and not claim_holds([reservation.hold_id]):
+            return  # already settled as interrupted by another process
         _execute(_GIVE_USER, (reservation.units, reservation.user_id))
         if reservation.token_id is not None:
             _execute(_GIVE_TOKEN, (reservation.units, reservation.token_id))
+
+
+def resolve_holds(rows: list[dict[str, Any]], why: str) -> list[int]:
+    """Settle claimed hold rows of a process that stopped: bill the checkpoint, refund the rest.
+
+    ``rows`` are the ``hold`` columns of rows the caller has just deleted (in its
+    transaction). Each gets a log row whose error starts with ``interrupted``,
+    whose ``quota`` is what was charged; returns the units charged for each.
+    """
+    users: dict[int, list[int]] = {}
+    tokens: dict[int, list[int]] = {}
+    channels: dict[int, int] = {}
+    logs: list[dict[str, Any]] = []
+    charged: list[int] = []
+    now = utcnow()
+    for row in rows:
+        units = int(row["units"])
+        charge = min(units, max(0, int(row["checkpoint_units"] or 0)))
+        u = users.setdefault(row["user_id"], [0, 0, 0])
+        u[0] += units - charge
+        u[1] += charge
+        u[2] += 1
+        if row["token_id"] is not None:
+            tokens.setdefault(row["token_id"], [0, 0])[0] += units - charge
+        if row["spender_id"] is not None:
+            tokens.setdefault(row["spender_id"], [0, 0])[1] += charge
+        if row["channel_id"] and charge:
+            channels[row["channel_id"]] = channels.get(row["channel_id"], 0) + charge
+        started = row["started_at"]
+        latency = int((now - started).total_seconds() * 1000) if hasattr(started, "year") else 0
+        logs.append({"request_id": row["request_id"], "kind": "relay", "user_id": row["user_id"],
+                     "token_id": row["spender_id"], "token_name": row["token_name"], "channel_id": row["channel_id"],
+                     "endpoint": row["endpoint"], "model": row["model"], "prompt_tokens": row["prompt_tokens"],
+                     "completion_tokens": row["completion_tokens"], "quota": charge, "latency_ms": latency,
+                     "is_stream": bool(row["is_stream"]), "status_code": INTERRUPTED_STATUS,
+                     "error": f"interrupted: {why}"[:2000], "client_ip": row["client_ip"], "created_at": now})
+        charged.append(charge)
+    _execute_many(_SETTLE_USER, [(g, used, n, uid) for uid, (g, used, n) in users.items()])
+    _execute_many(_SETTLE_TOKEN, [(g, used, tid) for tid, (g, used) in tokens.items()])
+    _execute_many('UPDATE "channel" SET "used_quota" = "used_quota" + ? WHERE "id" = ?',
+                  [(units, cid) for cid, units in channels.items()])
+    if logs:
+        RequestLog.insert_many(logs).execute()
+    return charged
+
+
+# The log status of a request its process stopped serving (503: the service became unavailable to it).
+INTERRUPTED_STATUS = 503
 
 
 def credit_user(user_id: int, units: int, *, kind: str = "topup", note: str = "") -> None:

@@ -62,6 +62,8 @@ from gateway.writes import run_write, try_inline
 T = TypeVar("T")
 MAX_ATTEMPTS = 5
 MIN_HOLD = 1  # units a priced request holds at least (see Relay.prepare)
+# How often a stream records on its hold what it has generated (what a crash would bill; see gateway.holds).
+CHECKPOINT_SECONDS = 2.0
 CLIENT_CLOSED = 499  # nginx's status for "the client went away"
 
 
@@ -97,8 +99,10 @@ class Call:
 
 class Relay:
     def __init__(self, http: httpx.AsyncClient, pool: ChannelPool, ledger: Ledger, limiter: RateLimiter, *,
-                 default_max_tokens: int = tokens.DEFAULT_MAX_OUTPUT) -> None:
+                 default_max_tokens: int = tokens.DEFAULT_MAX_OUTPUT, process_id: str = "") -> None:
         self.http = http
+        # Written on every hold this relay takes: the process that must settle it (see gateway.holds).
+        self.process_id = process_id
         self.pool = pool
         self.ledger = ledger
         self.limiter = limiter
@@ -157,11 +161,13 @@ class Relay:
             units = MIN_HOLD
         if units:
             wanted = (auth.user_id, auth.token_id, units)
+            hold = quota.HoldFor(self.process_id, call.request_id, auth.token_name[:64], path[:64], model[:128],
+                                 client_ip[:64], is_stream)
             try:
                 done, reservation = try_inline(
-                    lambda cursor: quota.reserve_in(cursor, *wanted, token_unlimited=auth.unlimited))
+                    lambda cursor: quota.reserve_in(cursor, *wanted, token_unlimited=auth.unlimited, hold=hold))
                 call.reservation = reservation if done else await run_write(
-                    lambda: quota.reserve(*wanted, token_unlimited=auth.unlimited),
+                    lambda: quota.reserve(*wanted, token_unlimited=auth.unlimited, hold=hold),
                     on_abandon=lambda reservation: self.ledger.add(Entry(row=self._row(
                         call, None, CLIENT_CLOSED, "the client went away before the request started"),
                         reservation=reservation, cost=0)))
@@ -335,6 +341,9 @@ class ChatStream:
         self._usage_sent = False
         self._include_usage = wants_usage(body)
         self._last_chunk: dict[str, Any] | None = None
+        self._next_checkpoint = float("inf")  # set once the stream is open, if it holds anything
+        self._prompt_tokens: int | None = None  # counted at the first checkpoint, reused when settling
+        self._counted = (0, 0, 0)  # texts and unread payloads counted so far, and their tokens
 
     async def __aenter__(self) -> ChatStream:
         output = None
@@ -359,7 +368,32 @@ class ChatStream:
                 await self._settle(status)
             raise
         call.mark_first_token()
+        if call.reservation is not None and call.reservation.hold_id is not None:
+            self._next_checkpoint = time.monotonic() + CHECKPOINT_SECONDS
         return self
+
+    async def _checkpoint(self) -> None:
+        """Record on the hold what has been generated so far (the prompt, and the output counted locally)."""
+        call = self._call
+        assert call is not None and call.reservation is not None and call.reservation.hold_id is not None
+        self._next_checkpoint = time.monotonic() + CHECKPOINT_SECONDS
+        if self._prompt_tokens is None:
+            self._prompt_tokens = await anyio.to_thread.run_sync(self._count_prompt)
+        texts, unread, completion = self._counted
+        # Only what arrived since the last checkpoint is counted: a few dozen small pieces.
+        completion += sum(tokens.count(t) for t in self._texts[texts:])
+        completion += sum(tokens.count(t) for data in self._unread[unread:] for t in chunk_texts(parse_payload(data)))
+        self._counted = (len(self._texts), len(self._unread), completion)
+        usage = Usage(prompt_tokens=self._prompt_tokens, completion_tokens=completion)
+        if self.usage is not None:
+            usage = self.usage.covering(usage)
+        self._relay.ledger.checkpoint(call.reservation.hold_id, call.price.cost(usage), usage.prompt_tokens,
+                                      usage.completion_tokens, call.channel.id if call.channel else None)
+
+    def _count_prompt(self) -> int:
+        if self._kind == COMPLETIONS:
+            return tokens.count_input(self._body.get("prompt"))
+        return tokens.count_chat_prompt(self._body)
 
     async def _open(self, adaptor: Adaptor, upstream_model: str) -> tuple[AsyncIterator[Any], Any]:
         """Open the stream on one channel and read up to its first chunk (failures so far fail over)."""
@@ -409,6 +443,8 @@ class ChatStream:
                 chunk = self._accept(raw)
                 if chunk is not None:
                     yield chunk
+                if time.monotonic() >= self._next_checkpoint:
+                    await self._checkpoint()
         except UpstreamFailure as failure:
             self.error = failure.message
             raise UpstreamError(f"The upstream failed mid-stream: {failure.message}") from None
@@ -435,6 +471,8 @@ class ChatStream:
                 frames = self._accept_raw(payloads)
                 if frames:
                     yield frames
+                if time.monotonic() >= self._next_checkpoint:
+                    await self._checkpoint()
         except UpstreamFailure as failure:
             self.error = failure.message
             raise UpstreamError(f"The upstream failed mid-stream: {failure.message}") from None
@@ -502,11 +540,11 @@ class ChatStream:
         return chunk
 
     async def _count_locally(self) -> Usage:
-        body, texts, unread, legacy = self._body, list(self._texts), list(self._unread), self._kind == COMPLETIONS
+        texts, unread, known = list(self._texts), list(self._unread), self._prompt_tokens
 
         def count() -> tuple[int, int]:
             pieces = texts + [t for data in unread for t in chunk_texts(parse_payload(data))]
-            prompt = tokens.count_input(body.get("prompt")) if legacy else tokens.count_chat_prompt(body)
+            prompt = known if known is not None else self._count_prompt()
             return prompt, sum(tokens.count(t) for t in pieces)
 
         prompt, completion = await anyio.to_thread.run_sync(count)

@@ -39,6 +39,7 @@ from gateway.auth import KeyCache, KeyInfo, check_key, load_key_by_id
 from gateway.channels import REFRESH_SECONDS, ChannelPool, load_snapshot
 from gateway.db import run_sync
 from gateway.errors import AuthenticationError
+from gateway.holds import Registry
 from gateway.ledger import Ledger
 from gateway.models import Token, User
 from gateway.ratelimit import RateLimiter, RedisRateLimiter
@@ -81,11 +82,17 @@ class Gateway:
         self.ledger = Ledger()
         self.limiter = (RedisRateLimiter(settings.redis_url, settings.secret_key) if settings.redis_url
                         else RateLimiter())
-        self.relay = Relay(http, self.pool, self.ledger, self.limiter, default_max_tokens=settings.default_max_tokens)
+        self.registry = Registry(timeout=settings.process_timeout_seconds)
+        self.relay = Relay(http, self.pool, self.ledger, self.limiter, default_max_tokens=settings.default_max_tokens,
+                           process_id=self.registry.id)
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Load channels and prices, start the log writer. Call once, inside the event loop."""
+        """Register the process (settling what dead ones left), load channels and prices, start the log writer.
+
+        Call once, inside the event loop.
+        """
+        await self.registry.start()
         await self.refresh()
         self.ledger.start()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop(), name="permachat-channels")
@@ -98,6 +105,7 @@ class Gateway:
                 await self._refresher
             self._refresher = None
         await self.ledger.close()
+        await self.registry.stop()  # after the ledger: only what it could not settle is left
         await self.limiter.close()
 
     async def refresh(self) -> None:

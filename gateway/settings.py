@@ -53,6 +53,8 @@ class Settings:
     upstream_timeout: float = _env("PERMACHAT_UPSTREAM_TIMEOUT", doc="Seconds to wait for an upstream to start answering.", default=60.0)
     registrations_per_hour: int = _env("PERMACHAT_REGISTRATIONS_PER_HOUR", doc="Accounts one client address may create per hour on /register (0: no limit).", default=10)
     login_failures_per_hour: int = _env("PERMACHAT_LOGIN_FAILURES_PER_HOUR", doc="Failed logins one account may have per hour, from all addresses together, before /login refuses it for the rest of the hour (0: no limit).", default=20)
+    shutdown_grace_seconds: float = _env("PERMACHAT_SHUTDOWN_GRACE_SECONDS", doc="On SIGTERM, seconds in-flight requests and streams get to finish before they are cut and settled.", default=30.0)
+    process_timeout_seconds: float = _env("PERMACHAT_PROCESS_TIMEOUT_SECONDS", doc="Seconds without a heartbeat after which another process settles a process's open reservations as interrupted.", default=20.0)
     redis_url: str = _env("PERMACHAT_REDIS_URL", doc="Optional redis://host:6379/0 shared by replicas for rate limits.", default="")
     arweave_wallet: str = _env("PERMACHAT_ARWEAVE_WALLET", doc="Path of the JWK wallet that pays for uploads.", default="")
     arweave_gateway: str = _env("PERMACHAT_ARWEAVE_GATEWAY", doc="Arweave gateway URL.", default="https://arweave.net")
@@ -87,6 +89,10 @@ class Settings:
             raise SettingsError("PERMACHAT_PORT", f"{self.port} is not a TCP port (1-65535)")
         if self.workers < 1:
             raise SettingsError("PERMACHAT_WORKERS", "must be at least 1")
+        if self.shutdown_grace_seconds < 0:
+            raise SettingsError("PERMACHAT_SHUTDOWN_GRACE_SECONDS", "must be 0 or more")
+        if self.process_timeout_seconds < 1:
+            raise SettingsError("PERMACHAT_PROCESS_TIMEOUT_SECONDS", "must be at least 1")
         if self.default_max_tokens < 1:
             raise SettingsError("PERMACHAT_DEFAULT_MAX_TOKENS", "must be at least 1")
         if self.registrations_per_hour < 0:

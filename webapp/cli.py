@@ -89,7 +89,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     uvicorn.run("webapp.asgi:create_asgi_app", factory=True, host=host, port=port, workers=workers,
                 # The app itself believes forwarded headers, from PERMACHAT_TRUSTED_PROXIES only.
                 log_level=settings.log_level, proxy_headers=False,
-                timeout_graceful_shutdown=10)
+                # On SIGTERM uvicorn stops accepting, waits this long for requests and streams, then
+                # cancels them; each cut request settles what it used (gateway.relay, gateway.holds).
+                timeout_graceful_shutdown=settings.shutdown_grace_seconds)
 
 
 @main.command()

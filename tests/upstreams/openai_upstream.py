@@ -23,7 +23,8 @@ untouched) or ``x-upstream-*`` headers (direct calls):
 - ``fail`` / ``state.failures``: answer with this HTTP status (queue: one per request);
   429 carries ``Retry-After``; 401 is "invalid_api_key"; ``message`` replaces the error's text;
 - ``delay``: seconds between stream chunks (slow streams);
-- ``wait``: seconds a stream sends nothing at all, not even its headers (a model thinking first);
+- ``wait``: seconds a stream (or a non-stream answer) sends nothing at all, not even its headers
+  (a model thinking first);
 - ``disconnect_after``: drop the connection after this many content chunks;
 - ``omit_usage``: never report usage (JSON or stream);
 - ``state.keys``: when non-empty, only these bearer keys are accepted (401 otherwise).
@@ -170,6 +171,8 @@ def create_upstream_app(state: UpstreamState | None = None) -> Starlette:
         prompt_tokens = count_prompt(body)
         if body.get("stream"):
             return _Stream(state, body, sw, reply, n, model, prompt_tokens)  # type: ignore[return-value]
+        if sw.wait:
+            await asyncio.sleep(sw.wait)
         choices = []
         completion = 0
         for i in range(n):
