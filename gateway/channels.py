@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from gateway import invalidation
 from gateway.adaptors import adaptor_class
 from gateway.adaptors.base import Adaptor, ChannelConfig
 from gateway.models import Channel, ModelPrice, Option, utcnow
@@ -167,3 +168,4 @@ def disable_channel(channel_id: int, reason: str) -> None:
     reason = reason.replace("\x00", "\ufffd")
     Channel.update(status="disabled", disabled_reason=f"{utcnow():%Y-%m-%d %H:%M:%S} UTC: {reason}"[:2000],
                    last_error=reason[:2000]).where(Channel.id == channel_id).execute()
+    invalidation.announce()  # every replica stops sending to it within a second, not at its next reload

@@ -14,6 +14,7 @@ from typing import Any
 import click
 from peewee import PeeweeException
 
+from gateway import invalidation
 from gateway.accounts import (
     CHANNEL_TYPES,
     AccountError,
@@ -142,6 +143,7 @@ def channel_add(type_: str, name: str, base_url: str, keys: tuple[str, ...], mod
         base_url = f"https://bedrock-runtime.{settings.get('region') or 'us-east-1'}.amazonaws.com"
     channel = add_channel(type=type_, name=name, base_url=base_url, keys=keys, models=models,
                           priority=priority, weight=weight, mapping=parse_mapping(mapping), settings=settings)
+    invalidation.announce()  # running servers pick the channel up within a second
     click.echo(f"added channel {channel.id} ({channel.type}) {channel.name}")
 
 
@@ -173,6 +175,7 @@ def price_group() -> None:
 def price_set(model: str, input_usd: str, output_usd: str, per_call_usd: str | None) -> None:
     """Set a model's price (USD per million tokens)."""
     price = set_price(model, input_usd=input_usd, output_usd=output_usd, per_call_usd=per_call_usd)
+    invalidation.announce()
     click.echo(f"{price.model}: input {format_usd(price.input_per_million)}/M, "
                f"output {format_usd(price.output_per_million)}/M")
 

@@ -40,6 +40,7 @@ from gateway.channels import REFRESH_SECONDS, ChannelPool, load_snapshot
 from gateway.db import run_sync
 from gateway.errors import AuthenticationError
 from gateway.holds import Registry
+from gateway.invalidation import Watcher
 from gateway.ledger import Ledger
 from gateway.models import Token, User
 from gateway.ratelimit import RateLimiter, RedisRateLimiter
@@ -85,7 +86,10 @@ class Gateway:
         self.registry = Registry(timeout=settings.process_timeout_seconds)
         self.relay = Relay(http, self.pool, self.ledger, self.limiter, default_max_tokens=settings.default_max_tokens,
                            process_id=self.registry.id)
+        # Another process announcing a change (gateway.invalidation) renews the caches within a second.
+        self.watcher = Watcher(self._caches_changed)
         self._refresher: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Register the process (settling what dead ones left), load channels and prices, start the log writer.
@@ -93,17 +97,21 @@ class Gateway:
         Call once, inside the event loop.
         """
         await self.registry.start()
+        await self.watcher.prime()  # before loading: a change announced meanwhile is then seen as one
         await self.refresh()
         self.ledger.start()
-        self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop(), name="permachat-channels")
+        loop = asyncio.get_running_loop()
+        self._refresher = loop.create_task(self._refresh_loop(), name="permachat-channels")
+        self._watching = loop.create_task(self.watcher.run(), name="permachat-cache-watch")
 
     async def stop(self) -> None:
         """Stop background work and write every queued log row (and settlement) before returning."""
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        for task in (self._refresher, self._watching):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._refresher = self._watching = None
         await self.ledger.close()
         await self.registry.stop()  # after the ledger: only what it could not settle is left
         await self.limiter.close()
@@ -111,6 +119,10 @@ class Gateway:
     async def refresh(self) -> None:
         """Reload channels and prices now (after an admin changed them)."""
         self.pool.replace(await run_sync(load_snapshot))
+
+    async def _caches_changed(self) -> None:
+        self.keys.forget()
+        await self.refresh()
 
     async def flush(self) -> None:
         """Write every queued settlement and log row now."""

@@ -2,14 +2,17 @@
 
 The gateway keeps key lookups for a few seconds and reloads channels and prices
 every few seconds. After a person disables a key, tops up, or an admin edits a
-channel, the change should hold for the very next request. Outside the ASGI
-deployment (the Flask test client, the CLI) there is no gateway to tell.
+channel, the change should hold for the very next request here, and within a
+second on every other process and replica (:mod:`gateway.invalidation`, which
+is announced even where there is no gateway in this process to tell: the Flask
+test client, the CLI).
 """
 
 from __future__ import annotations
 
 import logging
 
+from gateway import invalidation
 from gateway.models import Token
 
 log = logging.getLogger("permachat.console")
@@ -25,7 +28,8 @@ def _gateway():
 
 
 def forget_keys(*, user_id: int | None = None, key_hash: str | None = None) -> None:
-    """Drop cached lookups of one key, or of every key of an account."""
+    """Drop cached lookups of one key, or of every key of an account (here now, elsewhere within a second)."""
+    invalidation.announce()
     _, gw = _gateway()
     if gw is None:
         return
@@ -35,7 +39,8 @@ def forget_keys(*, user_id: int | None = None, key_hash: str | None = None) -> N
 
 
 def reload_channels() -> None:
-    """Make the gateway reload channels and prices now."""
+    """Make the gateway reload channels and prices now (and every other process within a second)."""
+    invalidation.announce()
     bridge, gw = _gateway()
     if gw is None:
         return
