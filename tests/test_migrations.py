@@ -68,3 +68,25 @@ def test_an_account_already_at_the_free_tier_email_becomes_the_system_account(se
     assert system.role == "system" and not verify_password(system, "password123")
     assert [t.name for t in Token.select().where(Token.user == system)] == ["free tier"]
     database.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_replicas_starting_together_migrate_once(engine, request, tmp_path):
+    """Four `permachat migrate` at once on an empty database: all succeed, each migration runs once."""
+    import subprocess
+
+    from tests.processes import PERMACHAT, clean_env
+
+    url = (request.getfixturevalue("postgres_url") if engine == "postgresql"
+           else f"sqlite:///{tmp_path / 'permachat.db'}")
+    env = clean_env(PERMACHAT_DATABASE_URL=url, PERMACHAT_DATA_DIR=str(tmp_path / "data"),
+                    PERMACHAT_SECRET_KEY="test-secret")
+    procs = [subprocess.Popen([PERMACHAT, "migrate", "up"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, outputs
+    applied = [line for out, _ in outputs for line in out.splitlines() if line.startswith("applied ")]
+    names = sorted(m.name for m in runner(migrate_database(url)).status())
+    assert sorted(line.removeprefix("applied ") for line in applied) == names, "a migration ran twice or never"
+    assert_schema_matches_models(dbmod.db.obj)
+    dbmod.db.close()

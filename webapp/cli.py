@@ -34,9 +34,9 @@ def open_db(ctx: click.Context, *, migrate: bool = True) -> None:
         database = dbmod.bind(settings.database_url)
         database.connect(reuse_if_open=True)
         if migrate:
-            from migrations import runner
+            from migrations import upgrade
 
-            runner(database).up()
+            upgrade(database)  # under a lock: replicas starting together migrate once
     except PeeweeException as exc:
         raise click.ClickException(f"cannot open the database {_redact(settings.database_url)}: {exc}") from None
     root.meta["permachat.db_open"] = True
@@ -101,20 +101,21 @@ def migrate(ctx: click.Context, action: str) -> None:
     """Show, apply or revert schema migrations (default: up)."""
     from playhouse.migrations import MigrationError
 
-    from migrations import runner
+    from migrations import migration_lock, runner
 
     open_db(ctx, migrate=False)
     run = runner(dbmod.db.obj)
     try:
+        if action != "status":
+            with migration_lock(dbmod.db.obj):
+                names = run.up() if action == "up" else run.down()
         if action == "status":
             for m in run.status():
                 state = f"applied {m.applied:%Y-%m-%d %H:%M}" if m.applied else "pending"
                 click.echo(f"{m.name:<40} {state}")
         elif action == "up":
-            names = run.up()
             click.echo("\n".join(f"applied {n}" for n in names) or "nothing to apply")
         else:
-            names = run.down()
             click.echo("\n".join(f"reverted {n}" for n in names) or "nothing to revert")
     except (MigrationError, PeeweeException) as exc:
         raise click.ClickException(str(exc)) from None
