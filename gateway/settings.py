@@ -55,7 +55,7 @@ class Settings:
     login_failures_per_hour: int = _env("PERMACHAT_LOGIN_FAILURES_PER_HOUR", doc="Failed logins one account may have per hour, from all addresses together, before /login refuses it for the rest of the hour (0: no limit).", default=20)
     shutdown_grace_seconds: float = _env("PERMACHAT_SHUTDOWN_GRACE_SECONDS", doc="On SIGTERM, seconds in-flight requests and streams get to finish before they are cut and settled.", default=30.0)
     process_timeout_seconds: float = _env("PERMACHAT_PROCESS_TIMEOUT_SECONDS", doc="Seconds without a heartbeat after which another process settles a process's open reservations as interrupted.", default=20.0)
-    redis_url: str = _env("PERMACHAT_REDIS_URL", doc="Optional redis://host:6379/0 shared by replicas for rate limits.", default="")
+    redis_url: str = _env("PERMACHAT_REDIS_URL", doc="Optional redis://host:6379/0 shared by replicas for rate limits (per key, the free tier's, logins and registrations).", default="")
     arweave_wallet: str = _env("PERMACHAT_ARWEAVE_WALLET", doc="Path of the JWK wallet that pays for uploads.", default="")
     arweave_gateway: str = _env("PERMACHAT_ARWEAVE_GATEWAY", doc="Arweave gateway URL.", default="https://arweave.net")
     arweave_max_bytes: int = _env("PERMACHAT_ARWEAVE_MAX_BYTES", doc="Largest upload accepted (413 above).", default=100 * 1024 * 1024)

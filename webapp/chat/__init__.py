@@ -10,6 +10,11 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from webapp.chat import free_tier
     from webapp.chat.views import bp
 
+    settings = app.config["PERMACHAT_SETTINGS"]
+    if settings.redis_url:
+        app.extensions["permachat.free_limiter"] = free_tier.RateLimiter(
+            shared=free_tier.RedisWindows(settings.redis_url, settings.secret_key))
     app.register_blueprint(bp)

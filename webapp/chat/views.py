@@ -132,7 +132,7 @@ def _check_turn(acc: access_mod.Access, model: str, content: str, images: list, 
             return _("The free tier cannot send images. Paste an API key to use a vision model.")
         if model not in config.models:
             return error_message("free:model")
-        wait = free_tier.limiter.hit([f"visitor:{owner().visitor_id or owner().user_id}",
+        wait = free_tier.current_limiter().hit([f"visitor:{owner().visitor_id or owner().user_id}",
                                       f"ip:{access_mod.client_ip()}"], config.rpm)
         if wait is not None:
             return _("The free tier allows %(n)s messages a minute. Try again in %(left)s, or paste an API key.",

@@ -52,3 +52,50 @@ def test_rate_limiter_counts_each_key():
     assert wait is not None and 0 < wait <= 60
     limiter.reset()
     assert limiter.hit(["v:3", "ip:x"], 2) is None
+
+
+def test_two_replicas_share_the_free_rate_limit_through_redis(settings, database, redis_url, tmp_path):
+    """A visitor alternating between two replicas gets the free tier's 3 messages a minute, not 3 on each."""
+    import time
+
+    import httpx
+
+    from gateway import accounts
+    from tests.conftest import LiveServer
+    from tests.processes import clean_env, serve
+    from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
+    from tests.webapp.chat.test_chat_http import csrf_of
+
+    upstream = LiveServer(create_upstream_app(UpstreamState(record=False))).start()
+    accounts.add_channel(type="openai", name="up", base_url=upstream.url + "/v1", keys=["sk-upstream"],
+                         models="gpt-4o-mini")
+    accounts.set_price("gpt-4o-mini", input_usd="0.15", output_usd="0.60")
+    free_tier.write_config({"free_models": "gpt-4o-mini", "free_rpm": 3, "free_daily_budget_usd": "1"})
+    env = clean_env(PERMACHAT_DATA_DIR=str(settings.data_dir), PERMACHAT_SECRET_KEY="test-secret",
+                    PERMACHAT_REDIS_URL=redis_url)
+    replicas = [serve(env, tmp_path / "logs") for _ in range(2)]
+    if time.time() % 60 > 50:  # Redis counts fixed minutes: keep the four messages inside one
+        time.sleep(61 - time.time() % 60)
+    try:
+        with httpx.Client(timeout=15) as visitor:  # one cookie jar: the same visitor on both replicas
+            page = visitor.get(replicas[0].url + "/")
+            visitor.headers.update({"X-CSRFToken": csrf_of(page.text), "HX-Request": "true"})
+            answers = [visitor.post(replicas[i % 2].url + "/chat/send",
+                                    data={"content": f"message {i}", "model": "gpt-4o-mini"}) for i in range(4)]
+    finally:
+        for server in replicas:
+            server.terminate()
+        upstream.stop()
+    texts = [answer.text for answer in answers]
+    assert all(answer.status_code == 200 for answer in answers)
+    assert all("allows 3 messages a minute" not in text for text in texts[:3]), texts[:3]
+    assert "allows 3 messages a minute" in texts[3], "each replica counted on its own"
+
+
+def test_the_free_rate_limit_counts_in_memory_while_redis_is_down(caplog):
+    from tests.conftest import free_port
+
+    limiter = free_tier.RateLimiter(shared=free_tier.RedisWindows(f"redis://127.0.0.1:{free_port()}/0", "x"))
+    assert limiter.hit(["v:1"], 2) is None and limiter.hit(["v:1"], 2) is None
+    assert limiter.hit(["v:1"], 2) is not None
+    assert "falls back to this process's memory" in caplog.text

@@ -2,43 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from dataclasses import replace
-
-import pytest
 
 from tests.conftest import free_port
 from tests.webapp.console.conftest import login, text_of
 from webapp.account.limits import FailureLimiter, RedisStore
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    """A real redis-server on 127.0.0.1 and a free port, with no persistence."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    store = RedisStore(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            store.client.ping()
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.02)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def test_two_replicas_share_the_login_limit_through_redis(settings, database, user, redis_url):
