@@ -29,6 +29,9 @@ class Upload(BaseModel):
     created_at = DateTimeField(default=utcnow)
     posted_at = DateTimeField(null=True)
     confirmed_at = DateTimeField(null=True)
+    # The serving process (gateway.holds) handling it now: its request, or a tracker's pass. Free when
+    # empty or when that process is no longer registered (it stopped, or died and was swept).
+    lease_owner = CharField(max_length=32, default="")
 
 
 TABLES = [Upload]

@@ -45,21 +45,26 @@ NO_KEY = ("Uploading to Arweave needs an API key with a balance; free-tier visit
           "Send it as 'Authorization: Bearer sk-...' (or unlock a key on the chat page).")
 
 
-def build_store(settings: Settings) -> UploadStore:
+def build_store(settings: Settings, process_id: str = "") -> UploadStore:
     client = ArweaveClient(settings.arweave_gateway)
     if not settings.arweave_wallet:
-        return UploadStore(settings, client, None)
+        return UploadStore(settings, client, None, process_id=process_id)
     try:
-        return UploadStore(settings, client, load_wallet(settings.arweave_wallet))
+        return UploadStore(settings, client, load_wallet(settings.arweave_wallet), process_id=process_id)
     except WalletError as exc:
         log.error("PERMACHAT_ARWEAVE_WALLET: %s; uploads are disabled", exc)
-        return UploadStore(settings, client, None, f"the wallet cannot be used (PERMACHAT_ARWEAVE_WALLET: {exc}).")
+        return UploadStore(settings, client, None, f"the wallet cannot be used (PERMACHAT_ARWEAVE_WALLET: {exc}).",
+                           process_id=process_id)
 
 
 @contextlib.asynccontextmanager
-async def lifespan(app: Starlette, settings: Settings) -> AsyncIterator[UploadStore]:
-    """The upload store on ``app.state.arweave``, and its tracker running, for the app's lifetime."""
-    store = build_store(settings)
+async def lifespan(app: Starlette, settings: Settings, process_id: str = "") -> AsyncIterator[UploadStore]:
+    """The upload store on ``app.state.arweave``, and its tracker running, for the app's lifetime.
+
+    ``process_id`` is the registered serving process (the gateway's registry) whose
+    leases the store takes; start this after registering and stop it before unregistering.
+    """
+    store = build_store(settings, process_id)
     app.state.arweave = store
     tracker = Tracker(store, settings.arweave_poll_seconds)
     tracker.start()

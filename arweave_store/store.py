@@ -11,9 +11,12 @@ and commit the row together with the reservation, after the file and the signed
 header are safely on disk under ``DATA_DIR/arweave``. From then on nothing is
 lost: *deliver* (post the header, then the chunks) settles the charge when the
 gateway accepts, and anything a crash interrupts is resumed by :meth:`follow`,
-which the tracker runs every few seconds on every replica. Every money move is a
-conditional status change and a :mod:`gateway.quota` call in one transaction, so
-two replicas following the same row cannot charge or refund twice.
+which the tracker runs every few seconds on every replica. Each unfinished upload
+is handled by one process at a time, the one holding its lease
+(``Upload.lease_owner``, see :meth:`UploadStore._claim`), so replicas never post
+the same upload together. And every money move is a conditional status change
+and a :mod:`gateway.quota` call in one transaction, so even two processes
+handling the same row could not charge or refund twice.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from gateway import quota
 from gateway.auth import KeyCache, KeyInfo
 from gateway.db import db, run_sync
 from gateway.errors import UpstreamError
-from gateway.models import RequestLog, Token, User, utcnow
+from gateway.models import RequestLog, ServingProcess, Token, User, utcnow
 from gateway.money import format_usd
 from gateway.settings import Settings
 
@@ -109,8 +112,11 @@ class Hold:
 
 class UploadStore:
     def __init__(self, settings: Settings, client: ArweaveClient, wallet: Wallet | None,
-                 wallet_problem: str = "") -> None:
+                 wallet_problem: str = "", *, process_id: str = "") -> None:
         self.settings = settings
+        # This serving process's id (gateway.holds.Registry): the owner written on the uploads it handles.
+        # Empty: no registry (a store used on its own), so no leases and only the in-process guards below.
+        self.process_id = process_id
         self.client = client
         self.wallet = wallet
         self.wallet_problem = wallet_problem
@@ -217,7 +223,7 @@ class UploadStore:
                     user_id=info.user_id, token_id=info.token_id, tx_id=tx.id, status="received",
                     size=received.size, content_type=received.content_type, file_name=received.file_name,
                     sha256=received.sha256, local_path=str(self.data_path(tx.id)), reserved_quota=quote.units,
-                    winston=str(quote.winston), request_id=request_id)
+                    winston=str(quote.winston), request_id=request_id, lease_owner=self.process_id)
 
         try:
             upload = await run_sync(commit)
@@ -252,6 +258,7 @@ class UploadStore:
             return await run_sync(lambda: Upload.get(Upload.tx_id == tx_id))
         finally:
             self.in_flight.discard(tx_id)
+            await self._release_soon(Upload.tx_id == tx_id)
 
     async def _post(self, tx: Transaction, plan: ChunkPlan | None) -> None:
         path = self.data_path(tx.id)
@@ -308,21 +315,58 @@ class UploadStore:
         rows = await run_sync(lambda: list(Upload.select().where(Upload.status.in_(("received", "posted")))
                                            .order_by(Upload.id).limit(500)))
         for row in rows:
+            if row.status == "received" and not self._may_resume(row):
+                continue
+            claimed = await run_sync(lambda row=row: self._claim(row.id))
+            if claimed is None:
+                continue  # another process is handling it, or finished it since the list was read
+            if claimed.status != row.status:  # moved on since the list was read (posted by another process)
+                await self._release_soon(Upload.id == row.id)
+                continue
+            row = claimed
             try:
                 if row.status == "received":
-                    if self._may_resume(row):
-                        await self.deliver(row.tx_id)
+                    await self.deliver(row.tx_id)
                 else:
                     await self.check(row)
             except ArweaveError as exc:
                 log.info("following %s: %s", row.tx_id, exc)
             except FileNotFoundError as exc:
                 log.error("upload %s lost its local copy (%s); it stays as it is for an operator", row.tx_id, exc)
+            finally:
+                await self._release_soon(Upload.id == row.id)
 
     def _may_resume(self, row: Upload) -> bool:
         if row.tx_id in self.in_flight:
             return False  # its request is still posting it
+        if self.process_id:
+            return True  # the lease says whether another process is (its request, or its tracker)
         return row.attempts > 0 or row.created_at < self.started_at or row.created_at < utcnow() - STALE_AFTER
+
+    def _claim(self, upload_id: int) -> Upload | None:
+        """Take the upload's lease (free, already ours, or held by a process no longer registered); its row, or None.
+
+        One conditional UPDATE, so of two processes claiming at once exactly one
+        gets it; a process that dies keeps its leases only until it is swept
+        (gateway.holds), and a clean stop unregisters it at once.
+        """
+        if self.process_id and not Upload.update(lease_owner=self.process_id).where(
+                (Upload.id == upload_id) & Upload.status.in_(("received", "posted"))
+                & ((Upload.lease_owner == "") | (Upload.lease_owner == self.process_id)
+                   | Upload.lease_owner.not_in(ServingProcess.select(ServingProcess.id)))).execute():
+            return None
+        # Read after taking the lease: what another process did before is now visible, and nothing changes it.
+        return Upload.get_or_none(Upload.id == upload_id)
+
+    async def _release_soon(self, which: Any) -> None:
+        """Give the lease back; if the database is away, this process keeps it until it stops (still safe)."""
+        if not self.process_id:
+            return
+        try:
+            await run_sync(lambda: Upload.update(lease_owner="").where(
+                which & (Upload.lease_owner == self.process_id)).execute())
+        except Exception:  # noqa: BLE001 - never mask what the delivery raised
+            log.warning("could not give back the lease of an upload; this process keeps it", exc_info=True)
 
     async def check(self, row: Upload) -> None:
         status = await self.client.status(row.tx_id)

@@ -75,13 +75,15 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         access_log.install()  # here: after uvicorn set up its loggers, in every worker
         app.state.settings = settings
-        async with http as client, arweave_routes.lifespan(app, settings):
+        async with http as client:
             app.state.http = client
             await gateway.start()
             app.state.gateway = gateway
-            tune_gc()
             try:
-                yield
+                # Inside the gateway's registration: the uploads' leases name this registered process.
+                async with arweave_routes.lifespan(app, settings, gateway.registry.id):
+                    tune_gc()
+                    yield
             finally:
                 await drain_replies()  # their settlements go to the ledger, which stop() then writes
                 await gateway.stop()

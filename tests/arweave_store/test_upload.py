@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import time
 from urllib.parse import unquote
 
 import httpx
@@ -259,10 +261,13 @@ class FlakyGateway:
         from starlette.routing import Route
 
         self.down = False
+        self.posted: list[str] = []  # the id of every transaction header POSTed while up, in order
 
         async def forward(request):
             if self.down and request.method == "POST":
                 return Response("gateway overloaded", status_code=503)
+            if request.method == "POST" and request.url.path == "/tx":
+                self.posted.append(json.loads(await request.body())["id"])
             async with httpx.AsyncClient(base_url=upstream, trust_env=False) as client:
                 answer = await client.request(request.method, request.url.path, content=await request.body(),
                                               headers={"content-type": request.headers.get("content-type", "")})
@@ -311,6 +316,41 @@ def test_an_upload_the_gateway_could_not_take_is_posted_after_a_restart(arweave_
     finally:
         second.stop()
         flaky.server.stop()
+
+
+def test_two_replicas_resuming_the_same_uploads_post_each_once(arweave_settings, database, arlocal, customer):
+    """Uploads a dead gateway left behind, followed by two replicas at once: each is posted and billed once."""
+    from dataclasses import replace
+
+    flaky = FlakyGateway(arlocal.url)
+    flaky.down = True
+    settings = replace(arweave_settings, arweave_gateway=flaky.url)
+    first = start_server(replace(settings, arweave_poll_seconds=3600))
+    first.server.config.app.state.arweave.client.backoff = 0.01
+    files = [os.urandom(2000 + i) for i in range(6)]
+    try:
+        ids = []
+        for i, data in enumerate(files):
+            response = httpx.post(f"{first.url}/arweave/upload", headers=auth(customer),
+                                  files={"file": (f"f{i}.bin", data, "application/octet-stream")})
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+    finally:
+        first.stop()
+    flaky.down = False
+    # Both follow every 50 ms: without a lease both would post (and race to settle) every upload.
+    replicas = [start_server(replace(settings, arweave_poll_seconds=0.05)) for _ in range(2)]
+    try:
+        wait_for(lambda: all(Upload.get(Upload.tx_id == t).status == "posted" for t in ids), what="the re-posts")
+        time.sleep(0.5)  # a second post would come within a few passes
+        assert sorted(flaky.posted) == sorted(ids), "an upload was posted by both replicas"
+        assert RequestLog.select().where(RequestLog.kind == "upload").count() == len(ids)
+        assert quota_of(customer)[0] == 2_500_000 - sum(Upload.get(Upload.tx_id == t).cost_quota for t in ids)
+    finally:
+        for server in replicas:
+            server.stop()
+        flaky.server.stop()
+    assert all(Upload.get(Upload.tx_id == t).lease_owner == "" for t in ids)  # each pass gives its leases back
 
 
 def test_an_upload_the_key_cannot_pay_for_is_refused_before_its_body_is_read(arweave_server, arlocal,
