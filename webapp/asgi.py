@@ -59,6 +59,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     """Compose the deployment for ``settings`` (read from the environment when not given)."""
     from arweave_store import routes as arweave_routes
     from webapp import create_app
+    from webapp.chat.shared import StreamBus
     from webapp.chat.stream import chat_routes
     from webapp.chat.stream import drain as drain_replies
 
@@ -75,6 +76,8 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         access_log.install()  # here: after uvicorn set up its loggers, in every worker
         app.state.settings = settings
+        # Replies being written, visible from every worker and replica (webapp.chat.shared).
+        app.state.chat_bus = StreamBus(settings.redis_url, settings.secret_key) if settings.redis_url else None
         async with http as client:
             app.state.http = client
             await gateway.start()
@@ -87,6 +90,8 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
             finally:
                 await drain_replies()  # their settlements go to the ledger, which stop() then writes
                 await gateway.stop()
+                if app.state.chat_bus is not None:
+                    await app.state.chat_bus.close()
 
     gateway_routes = gateway.routes()
     routes: list[BaseRoute] = [

@@ -14,6 +14,9 @@ limited and logged exactly like a ``/v1`` request.
   appended) and the unfinished tail (``tail``, replaced) at most every 100 ms,
   then the finished message (``final``, replacing the whole element, which has
   no ``sse-connect``) and ``done`` (``sse-close``).
+- Another worker or replica (a reconnect, a second tab): with Redis, it follows
+  the reply through the generating process's mirror (:mod:`webapp.chat.shared`);
+  without, it shows what the database holds.
 - Stop: the Flask view marks the message ``stopping`` and pokes the running
   generation (same process: at once; another worker: its one-second poll of the
   row). The generation leaves the gateway's stream, which cancels the upstream
@@ -108,6 +111,7 @@ class Generation:
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     scope: anyio.CancelScope | None = None
     task: asyncio.Task | None = None
+    mirror: asyncio.Task | None = None  # its copy into Redis, for other workers (webapp.chat.shared)
 
     def request_stop(self) -> None:
         """Stop after the current chunk, or cut the stream if none comes soon (loop thread only)."""
@@ -137,14 +141,17 @@ async def drain(grace: float = DRAIN_SECONDS) -> None:
     ledger closed kept its reservation for ever, with no log row.
     """
     loop = asyncio.get_running_loop()
-    tasks = [g.task for g in list(GENERATIONS.values()) if g.loop is loop and g.task is not None and not g.task.done()]
-    if not tasks:
-        return
-    _, pending = await asyncio.wait(tasks, timeout=grace)
-    for task in pending:
-        task.cancel()  # generate() keeps the text, marks the reply stopped and settles what was generated
-    if pending:
-        await asyncio.wait(pending, timeout=10)
+    running = [g for g in list(GENERATIONS.values()) if g.loop is loop]
+    tasks = [g.task for g in running if g.task is not None and not g.task.done()]
+    mirrors = [g.mirror for g in running if g.mirror is not None and not g.mirror.done()]
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()  # generate() keeps the text, marks the reply stopped and settles what was generated
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+    if mirrors:  # each writes "done" for the other workers' followers once its reply is finished
+        await asyncio.wait(mirrors, timeout=2)
 
 
 def stop_running(message_id: int, run_on_loop: Callable[[Callable[[], Any]], None]) -> None:
@@ -336,7 +343,9 @@ def chat_routes(flask_app: Any) -> list[BaseRoute]:
             return PlainTextResponse("This stream link is not valid.", status_code=404)
         ticket, fresh = parsed
         client_ip = request.client.host if request.client else ""
+        bus = getattr(request.app.state, "chat_bus", None)
         gen = GENERATIONS.get(ticket.message_id)
+        following: asyncio.Task | None = None
         if gen is None and fresh and await run_sync(lambda: conversations.claim_stream(ticket.message_id,
                                                                                          ticket.nonce)):
             gw = getattr(request.app.state, "gateway", None)
@@ -346,11 +355,21 @@ def chat_routes(flask_app: Any) -> list[BaseRoute]:
                 gen.task = asyncio.ensure_future(_fail(gen, "The gateway is not running."))
             else:
                 gen.task = asyncio.ensure_future(generate(gen, gw, ticket, client_ip))
+                if bus is not None:  # so that a reconnect or a tab on another worker can follow it
+                    gen.mirror = asyncio.ensure_future(bus.mirror(gen))
+        elif gen is None and bus is not None and await bus.running(ticket.message_id):
+            # Written by another worker or replica: follow its mirror as if it ran here.
+            gen = Generation(ticket.message_id, asyncio.get_running_loop())
+            following = asyncio.ensure_future(bus.follow(gen))
 
         async def events() -> AsyncIterator[ServerSentEvent]:
             if gen is not None:
-                async for event in watch(gen, ticket):
-                    yield event
+                try:
+                    async for event in watch(gen, ticket):
+                        yield event
+                finally:
+                    if following is not None:
+                        following.cancel()
                 return
             # Finished, or running elsewhere: show what the database holds and close.
             with contextlib.suppress(Exception):
