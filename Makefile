@@ -5,13 +5,13 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test chromium node-deps lint bench clean
+.PHONY: run test install install-test system-packages node-deps lint bench clean
 
 run: install
 	$(BIN)/permachat migrate
 	$(BIN)/permachat serve
 
-test: install-test chromium node-deps
+test: install-test system-packages node-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
@@ -30,10 +30,12 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
-# Browser tests drive Debian's Chromium (Playwright cannot download browsers offline).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+# From Debian's packages: Chromium for the browser tests (Playwright cannot download browsers
+# offline) and nginx for the replica deployment test (deploy/nginx.conf, run on its own ports).
+system-packages:
+	@{ command -v chromium && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium nginx-light; }
 
 # arlocal (a real Arweave node for tests), pinned by the committed lock file.
 node-deps:

@@ -94,6 +94,20 @@ class StreamBus:
                 log.warning("chat replies are not visible from other workers: Redis failed (%s)", exc)
                 self._warned = True
 
+    async def finished(self, gen: Generation) -> None:
+        """Write the whole text and ``done`` now, before this process's own watchers are told.
+
+        So a reconnect served elsewhere a moment after the page saw the end goes
+        straight to the finished message instead of replaying the text. Never raises.
+        """
+        text_key, state_key, channel = self._keys(gen.message_id)
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                await (pipe.set(text_key, gen.text, ex=ALIVE_SECONDS).set(state_key, "done", ex=ALIVE_SECONDS)
+                       .publish(channel, "done").execute())
+        except Exception as exc:  # noqa: BLE001 - followers fall back to the database when the keys expire
+            log.warning("could not mark a chat reply finished in Redis (%s)", exc)
+
     # --- any other process ----------------------------------------------------------------
 
     async def running(self, message_id: int) -> bool:

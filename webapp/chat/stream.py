@@ -112,6 +112,7 @@ class Generation:
     scope: anyio.CancelScope | None = None
     task: asyncio.Task | None = None
     mirror: asyncio.Task | None = None  # its copy into Redis, for other workers (webapp.chat.shared)
+    bus: Any = None  # the webapp.chat.shared.StreamBus it is mirrored on
 
     def request_stop(self) -> None:
         """Stop after the current chunk, or cut the stream if none comes soon (loop thread only)."""
@@ -272,6 +273,9 @@ async def generate(gen: Generation, gw: Any, ticket: Ticket, client_ip: str) -> 
         with anyio.CancelScope(shield=True):
             text = gen.text
             await run_sync(lambda: _finish(gen.message_id, text, status, error, stream))
+            if gen.bus is not None:
+                with anyio.move_on_after(2):
+                    await gen.bus.finished(gen)
             GENERATIONS.pop(gen.message_id, None)
             await gen.publish(done=True)
 
@@ -356,6 +360,7 @@ def chat_routes(flask_app: Any) -> list[BaseRoute]:
             else:
                 gen.task = asyncio.ensure_future(generate(gen, gw, ticket, client_ip))
                 if bus is not None:  # so that a reconnect or a tab on another worker can follow it
+                    gen.bus = bus
                     gen.mirror = asyncio.ensure_future(bus.mirror(gen))
         elif gen is None and bus is not None and await bus.running(ticket.message_id):
             # Written by another worker or replica: follow its mirror as if it ran here.
