@@ -8,12 +8,16 @@ worker thread inside a connection context.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlparse
 
 import anyio.to_thread
+import psycopg2
+import psycopg2.extensions
 from peewee import Database, DatabaseProxy, Model, SqliteDatabase
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -84,10 +88,50 @@ def is_sqlite() -> bool:
     return isinstance(db.obj, SqliteDatabase)
 
 
+# A thread's PostgreSQL connection unused for this long is checked (one SELECT 1) before it is used again.
+IDLE_CHECK_SECONDS = 1.0
+_thread = threading.local()
+
+
+def drop_if_cut() -> None:
+    """Forget this thread's PostgreSQL connection if the server cut it, so the next use opens another.
+
+    Worker threads keep their connection for ever, and peewee would go on
+    handing a dead one out (after a restart, a failover, ``pg_terminate_backend``):
+    every later request on that thread failed. psycopg2 marks a connection
+    closed once a query found the server gone; a connection idle for
+    :data:`IDLE_CHECK_SECONDS` is also asked (a busy one is not: no round trip
+    on the hot path), so a cut costs at most the requests that were using the
+    connection when it happened.
+    """
+    database = db.obj
+    if not isinstance(database, PooledPostgresqlDatabase) or database.is_closed():
+        return
+    conn = database.connection()
+    now = time.monotonic()
+    idle = now - getattr(_thread, "used", now)
+    _thread.used = now
+    if not conn.closed and idle > IDLE_CHECK_SECONDS and \
+            conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except psycopg2.Error:
+            pass  # psycopg2 has now marked it closed
+    if conn.closed:
+        database.manual_close()
+
+
+def connect() -> None:
+    """Open (or keep) this thread's connection; a connection the server cut is replaced."""
+    drop_if_cut()
+    db.connect(reuse_if_open=True)
+
+
 def _in_context(fn: Callable[[], T]) -> T:
     # Worker threads are pooled by anyio, so each keeps its own connection open
     # across calls instead of paying a connect (and the SQLite pragmas) per query.
-    db.connect(reuse_if_open=True)
+    connect()
     return fn()
 
 

@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from peewee import OperationalError
 
-from gateway.db import db, is_sqlite
+from gateway.db import connect, db, is_sqlite
 
 T = TypeVar("T")
 Op = Callable[[], Any]
 
 
 def _run_batch(ops: list[Op]) -> list[tuple[bool, Any]]:
-    db.connect(reuse_if_open=True)
+    connect()
     results: list[tuple[bool, Any]] = []
     with db.atomic():
         for op in ops:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
-from gateway.db import db
+from gateway import db as dbmod
 from webapp import LANGUAGES, errors
 from webapp.redirects import safe_next
 
@@ -51,8 +51,8 @@ def set_language(code: str) -> Response:
 def init_app(app: Flask) -> None:
     @app.before_request
     def _connect() -> None:
-        # a2wsgi runs views on a fixed pool of threads; each keeps its connection.
-        db.connect(reuse_if_open=True)
+        # a2wsgi runs views on a fixed pool of threads; each keeps its connection (replaced if the server cut it).
+        dbmod.connect()
 
     @app.after_request
     def _vary(response: Response) -> Response:

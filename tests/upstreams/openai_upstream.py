@@ -26,6 +26,8 @@ untouched) or ``x-upstream-*`` headers (direct calls):
 - ``wait``: seconds a stream (or a non-stream answer) sends nothing at all, not even its headers
   (a model thinking first);
 - ``disconnect_after``: drop the connection after this many content chunks;
+- ``malformed``: a 200 whose JSON body is cut short, or a stream whose chunk after
+  the first is not JSON (a broken upstream or proxy);
 - ``omit_usage``: never report usage (JSON or stream);
 - ``state.keys``: when non-empty, only these bearer keys are accepted (401 otherwise).
 
@@ -82,6 +84,7 @@ class Switches:
     omit_usage: bool
     message: str | None = None
     wait: float = 0.0
+    malformed: bool = False
 
 
 def _switches(state: UpstreamState, request: Request, body: dict[str, Any]) -> Switches:
@@ -97,7 +100,7 @@ def _switches(state: UpstreamState, request: Request, body: dict[str, Any]) -> S
                     delay=float(opts.get("delay", state.delay)),
                     disconnect_after=opts.get("disconnect_after", state.disconnect_after),
                     omit_usage=bool(opts.get("omit_usage", state.omit_usage)), message=opts.get("message"),
-                    wait=float(opts.get("wait", state.wait)))
+                    wait=float(opts.get("wait", state.wait)), malformed=bool(opts.get("malformed", False)))
 
 
 def error(status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
@@ -173,6 +176,8 @@ def create_upstream_app(state: UpstreamState | None = None) -> Starlette:
             return _Stream(state, body, sw, reply, n, model, prompt_tokens)  # type: ignore[return-value]
         if sw.wait:
             await asyncio.sleep(sw.wait)
+        if sw.malformed:  # a broken proxy or upstream: 200, JSON content type, not JSON
+            return Response(b'{"id": "chatcmpl-broken", "choices": [', media_type="application/json")
         choices = []
         completion = 0
         for i in range(n):
@@ -366,6 +371,8 @@ class _Stream(Response):
             for sent, item in enumerate(self.chunks()):
                 if self.sw.disconnect_after is not None and sent >= self.sw.disconnect_after + 1:
                     raise ConnectionAbortedError("x_upstream.disconnect_after: dropping the connection")
+                if self.sw.malformed and sent == 2:
+                    await send({"type": "http.response.body", "more_body": True, "body": b"data: {not json\n\n"})
                 if gone.is_set():
                     state.cancelled += 1
                     return
