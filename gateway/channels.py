@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +102,8 @@ class ChannelPool:
         self.snapshot = Snapshot()
         self.loaded_at = 0.0
         self._suspended: dict[tuple[int, str], float] = {}
+        # Told of each new suspension (channel id, model, seconds): gateway.suspensions shares them.
+        self.on_suspend: Callable[[int, str, float], None] | None = None
 
     def replace(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -144,7 +146,15 @@ class ChannelPool:
         if retry_after:
             seconds = min(max(retry_after, 1.0), SUSPEND_MAX)
         self._suspended[(channel_id, model)] = time.monotonic() + seconds
+        if self.on_suspend is not None:
+            self.on_suspend(channel_id, model, seconds)
         return seconds
+
+    def suspend_for(self, channel_id: int, model: str, seconds: float) -> None:
+        """Suspend as another process did, for ``seconds`` from now (never shortening a longer one here)."""
+        until = time.monotonic() + seconds
+        if until > self._suspended.get((channel_id, model), 0.0):
+            self._suspended[(channel_id, model)] = until
 
     def is_suspended(self, channel_id: int, model: str) -> bool:
         return self._suspended.get((channel_id, model), 0.0) > time.monotonic()

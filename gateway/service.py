@@ -46,6 +46,7 @@ from gateway.models import Token, User
 from gateway.ratelimit import RateLimiter, RedisRateLimiter
 from gateway.relay import ChatStream, Relay
 from gateway.settings import Settings
+from gateway.suspensions import SuspensionBus
 from gateway.validation import validate_chat
 
 log = logging.getLogger("permachat.gateway")
@@ -86,6 +87,9 @@ class Gateway:
         self.registry = Registry(timeout=settings.process_timeout_seconds)
         self.relay = Relay(http, self.pool, self.ledger, self.limiter, default_max_tokens=settings.default_max_tokens,
                            process_id=self.registry.id)
+        # With Redis, a channel suspended here is suspended on every replica (gateway.suspensions).
+        self.suspensions = (SuspensionBus(settings.redis_url, settings.secret_key, self.pool, self.registry.id)
+                            if settings.redis_url else None)
         # Another process announcing a change (gateway.invalidation) renews the caches within a second.
         self.watcher = Watcher(self._caches_changed)
         self._refresher: asyncio.Task[None] | None = None
@@ -103,6 +107,8 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self._refresher = loop.create_task(self._refresh_loop(), name="permachat-channels")
         self._watching = loop.create_task(self.watcher.run(), name="permachat-cache-watch")
+        if self.suspensions is not None:
+            self.suspensions.start()
 
     async def stop(self) -> None:
         """Stop background work and write every queued log row (and settlement) before returning."""
@@ -112,6 +118,8 @@ class Gateway:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._refresher = self._watching = None
+        if self.suspensions is not None:
+            await self.suspensions.stop()
         await self.ledger.close()
         await self.registry.stop()  # after the ledger: only what it could not settle is left
         await self.limiter.close()

@@ -117,3 +117,20 @@ def test_azure_deployment_urls_and_api_key_header(upstream, make_account, price,
     assert seen["path"] == "/openai/deployments/my-deployment/chat/completions"
     assert seen["query"] == {"api-version": "2024-06-01"}
     assert seen["headers"]["api-key"] == "sk-upstream" and "authorization" not in seen["headers"]
+
+
+def test_a_channel_suspended_on_one_replica_is_suspended_on_the_other(make_upstream, make_account, price,
+                                                                       channel, serve, redis_url):
+    bad, good = make_upstream(failures=[500] * 10), make_upstream()
+    failing = channel(bad, priority=10, name="bad")
+    channel(good, priority=0, name="good")
+    price("gpt-4o-mini")
+    acct = make_account()
+    a, b = serve(redis_url=redis_url), serve(redis_url=redis_url)
+    assert _client(a, acct).chat.completions.create(model="gpt-4o-mini", messages=MSGS).choices  # failed over
+    assert len(bad.state.requests) == 1
+    wait_for(lambda: b.gateway.pool.is_suspended(failing.id, "gpt-4o-mini"))  # it travels through Redis
+    for _ in range(3):
+        assert _client(b, acct).chat.completions.create(model="gpt-4o-mini", messages=MSGS).choices
+    assert len(bad.state.requests) == 1, "the other replica tried the failing channel again"
+    assert len(good.state.requests) == 4
