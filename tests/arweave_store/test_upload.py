@@ -262,10 +262,17 @@ class FlakyGateway:
 
         self.down = False
         self.posted: list[str] = []  # the id of every transaction header POSTed while up, in order
+        self.dropped: set[str] = set()  # transactions the network forgot and will not take again
 
         async def forward(request):
             if self.down and request.method == "POST":
                 return Response("gateway overloaded", status_code=503)
+            dropped = next((t for t in self.dropped if t in request.url.path), None)
+            if dropped and request.method == "GET" and request.url.path.endswith("/status"):
+                return Response("Not Found", status_code=404)
+            if self.dropped and request.method == "POST" and request.url.path == "/tx" and \
+                    json.loads(await request.body())["id"] in self.dropped:
+                return Response("Invalid anchor (last_tx).", status_code=400)
             if request.method == "POST" and request.url.path == "/tx":
                 self.posted.append(json.loads(await request.body())["id"])
             async with httpx.AsyncClient(base_url=upstream, trust_env=False) as client:
@@ -351,6 +358,61 @@ def test_two_replicas_resuming_the_same_uploads_post_each_once(arweave_settings,
             server.stop()
         flaky.server.stop()
     assert all(Upload.get(Upload.tx_id == t).lease_owner == "" for t in ids)  # each pass gives its leases back
+
+
+def test_an_upload_the_network_dropped_and_refuses_again_is_refunded(arweave_settings, database, arlocal, customer):
+    """Posted and charged, then forgotten by the network, whose anchor has expired: the charge comes back."""
+    from dataclasses import replace
+
+    flaky = FlakyGateway(arlocal.url)
+    server = start_server(replace(arweave_settings, arweave_gateway=flaky.url))
+    start = quota_of(customer)[0]
+    try:
+        response = httpx.post(f"{server.url}/arweave/upload", headers=auth(customer),
+                              files={"file": ("lost.bin", os.urandom(1500), "application/octet-stream")})
+        assert response.status_code == 200, response.text
+        tx_id = response.json()["id"]
+        cost = Upload.get(Upload.tx_id == tx_id).cost_quota
+        assert cost > 0 and quota_of(customer)[0] == start - cost
+        flaky.dropped.add(tx_id)  # never mined: the network forgets it, and refuses it when posted again
+        wait_for(lambda: Upload.get(Upload.tx_id == tx_id).status == "failed", what="the upload to fail")
+    finally:
+        server.stop()
+        flaky.server.stop()
+    row = Upload.get(Upload.tx_id == tx_id)
+    assert "Invalid anchor" in row.last_error and row.local_path == ""
+    assert quota_of(customer)[0] == start, "the charge for a dropped upload was given back"
+    refunds = [r for r in RequestLog.select().where(RequestLog.user_id == customer.user_id) if "refund" in r.error]
+    assert len(refunds) == 1 and refunds[0].quota == -cost  # a credit: the log counts it as negative spend
+
+
+def test_two_processes_settling_one_upload_charge_it_once(arweave_settings, database, arlocal, customer):
+    """The settle guard: two processes both posted the same received upload; only one settlement counts."""
+    from dataclasses import replace
+
+    from arweave_store.routes import build_store
+
+    flaky = FlakyGateway(arlocal.url)
+    flaky.down = True  # the request's post fails: the upload stays received, its quote held
+    settings = replace(arweave_settings, arweave_gateway=flaky.url, arweave_poll_seconds=3600)
+    server = start_server(settings)
+    server.server.config.app.state.arweave.client.backoff = 0.01
+    start = quota_of(customer)[0]
+    try:
+        response = httpx.post(f"{server.url}/arweave/upload", headers=auth(customer),
+                              files={"file": ("twice.bin", os.urandom(900), "application/octet-stream")})
+    finally:
+        server.stop()
+        flaky.server.stop()
+    assert response.status_code == 202, response.text
+    tx_id = response.json()["id"]
+    held = Upload.get(Upload.tx_id == tx_id).reserved_quota
+    for store in (build_store(settings), build_store(settings)):  # each read the record and posted it
+        _, hold = store._read_record(tx_id)
+        store._settle(tx_id, hold)
+    assert Upload.get(Upload.tx_id == tx_id).status == "posted"
+    assert RequestLog.select().where(RequestLog.kind == "upload").count() == 1
+    assert quota_of(customer)[0] == start - held, "the upload was charged twice"
 
 
 def test_an_upload_the_key_cannot_pay_for_is_refused_before_its_body_is_read(arweave_server, arlocal,
