@@ -14,6 +14,7 @@ and the settlement with its log row, batched off the request's path (see
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -218,10 +219,23 @@ class Relay:
                                       "try again shortly.")
         raise last.to_gateway_error()
 
-    async def serve(self, call: Call, attempt: Callable[[Adaptor, str], Awaitable[T]]) -> T:
-        """:meth:`failover`, and when no channel answers, log the call as failed (nothing is billed)."""
+    async def serve(self, call: Call, attempt: Callable[[Adaptor, str], Awaitable[T]], *,
+                    cut_usage: Callable[[], Usage] | None = None) -> T:
+        """:meth:`failover`, and when no channel answers, log the call as failed (nothing is billed).
+
+        Cancelled (the client hung up) after the request reached an upstream, the
+        call is billed ``cut_usage()`` (counted in a worker thread: the prompt),
+        as a stream cut before its first token is; without it, nothing.
+        """
         try:
             return await self.failover(call, attempt)
+        except asyncio.CancelledError:
+            usage = None
+            if cut_usage is not None and call.reached_upstream:
+                with anyio.CancelScope(shield=True):
+                    usage = await anyio.to_thread.run_sync(cut_usage)
+            self.finish(call, usage, status=CLIENT_CLOSED, error="the client went away before the answer")
+            raise
         except BaseException as exc:
             self.finish(call, None, status=exc.status if isinstance(exc, GatewayError) else CLIENT_CLOSED,
                         error=exc.message if isinstance(exc, GatewayError) else type(exc).__name__)

@@ -169,7 +169,13 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
             stream = ChatStream(gw.relay, auth, body, client_ip=ip, request_id=request_id,
                                 path=request.scope["path"], raw=True)
             return await open_stream(request, stream, request_id)
-        data = await gw.complete(auth, body, client_ip=ip, request_id=request_id, path=request.scope["path"])
+        # A client that hangs up while the model answers cancels the upstream call (billed the prompt).
+        watch = DisconnectWatch(request.receive)
+        try:
+            data = await while_connected(watch, gw.complete(auth, body, client_ip=ip, request_id=request_id,
+                                                            path=request.scope["path"]))
+        finally:
+            watch.stop()
         return Response(encode_chunk(data), media_type="application/json")
 
     def forwarder(endpoint: str, validate: Callable[[dict[str, Any]], str],

@@ -189,7 +189,8 @@ class Gateway:
                                         output=self.relay.chat_output(body))
         result = await self.relay.serve(call, lambda adaptor, upstream_model: adaptor.complete(ChatRequest(
             body=self.relay.chat_body({**body, "model": upstream_model}, adaptor), model=model,
-            upstream_model=upstream_model, request_id=call.request_id)))
+            upstream_model=upstream_model, request_id=call.request_id)),
+            cut_usage=lambda: Usage(prompt_tokens=tokens.count_chat_prompt(body)))
         call.mark_first_token()
         usage = result.usage
         if usage is None:

@@ -166,6 +166,23 @@ def test_a_client_that_hangs_up_leaves_nothing_behind(when, upstream, make_accou
     assert (row.completion_tokens > 0) == when.startswith("during")
 
 
+def test_a_client_that_hangs_up_on_a_non_stream_call_cancels_it_and_pays_the_prompt(upstream, make_account, price,
+                                                                                   channel, serve):
+    channel(upstream)
+    price("gpt-4o-mini")
+    acct = make_account()
+    before = acct.user.quota
+    server = serve()
+    baseline = loop_tasks(server)
+    with pytest.raises(httpx.ReadTimeout):  # the model thinks for 10 s; the client waits half a second
+        httpx.post(server.url + "/v1/chat/completions", timeout=0.5, headers={"Authorization": f"Bearer {acct.key}"},
+                   json={"model": "gpt-4o-mini", "messages": MSGS, "x_upstream": {"wait": 10}})
+    wait_for(lambda: upstream.state.cancelled == 1, timeout=3)  # the upstream call was cut, not waited for
+    row = assert_clean(server, acct, before, 1, baseline)[0]
+    assert row.status_code == 499 and not row.is_stream
+    assert row.prompt_tokens > 0 and row.completion_tokens == 0 and row.quota > 0
+
+
 def test_a_client_that_leaves_after_a_non_stream_answer_is_billed_once(upstream, make_account, price, channel,
                                                                        serve):
     channel(upstream)

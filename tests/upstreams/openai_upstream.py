@@ -32,7 +32,8 @@ untouched) or ``x-upstream-*`` headers (direct calls):
 - ``state.keys``: when non-empty, only these bearer keys are accepted (401 otherwise).
 
 ``state.requests`` records every request (path, headers, body); ``state.cancelled``
-counts streams whose client (the gateway) went away before the end.
+counts streams whose client (the gateway) went away before the end, and waiting
+answers (``wait``) it left before they came.
 """
 
 from __future__ import annotations
@@ -140,6 +141,16 @@ def count_prompt(body: dict[str, Any]) -> int:
     return total + 3
 
 
+async def _hung_up_within(request: Request, seconds: float) -> bool:
+    """Wait ``seconds``; True as soon as the client disconnects meanwhile."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    return False
+
+
 def create_upstream_app(state: UpstreamState | None = None) -> Starlette:
     """The upstream as a Starlette app; ``app.state.upstream`` is its :class:`UpstreamState`."""
     state = state or UpstreamState()
@@ -174,8 +185,9 @@ def create_upstream_app(state: UpstreamState | None = None) -> Starlette:
         prompt_tokens = count_prompt(body)
         if body.get("stream"):
             return _Stream(state, body, sw, reply, n, model, prompt_tokens)  # type: ignore[return-value]
-        if sw.wait:
-            await asyncio.sleep(sw.wait)
+        if sw.wait and await _hung_up_within(request, sw.wait):
+            state.cancelled += 1  # the client (the gateway) went away while the "model" thought
+            return Response(status_code=499)
         if sw.malformed:  # a broken proxy or upstream: 200, JSON content type, not JSON
             return Response(b'{"id": "chatcmpl-broken", "choices": [', media_type="application/json")
         choices = []
