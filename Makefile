@@ -49,5 +49,8 @@ lint: install-test
 bench: install-test
 	$(BIN)/python bench/gateway.py --seconds 4
 
+bench-sustained: install-test
+	$(BIN)/python bench/sustained.py
+
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache
