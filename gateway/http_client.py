@@ -68,8 +68,10 @@ class UpstreamClient(httpx.AsyncClient):
         self.relay_timeout = timeout.as_dict()
 
 
-def upstream_client(read_timeout: float) -> UpstreamClient:
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)
+def upstream_client(read_timeout: float, max_connections: int = 4096) -> UpstreamClient:
+    # Every running stream holds one connection for its whole life: the limit is how many streams one
+    # worker relays at once (bench/sustained.py: at 512, the 513th of 1,000 slow streams waited seconds).
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=256, keepalive_expiry=30)
     timeout = httpx.Timeout(connect=10, read=read_timeout, write=60, pool=10)
     transport = MarkingTransport(AiohttpTransport(limits=limits, trust_env=False))
     return UpstreamClient(transport=transport, timeout=timeout, limits=limits)

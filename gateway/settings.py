@@ -51,6 +51,7 @@ class Settings:
     max_body_bytes: int = _env("PERMACHAT_MAX_BODY_BYTES", doc="Largest gateway request body accepted (413 above).", default=20 * 1024 * 1024)
     default_max_tokens: int = _env("PERMACHAT_DEFAULT_MAX_TOKENS", doc="Output limit sent upstream (and reserved) for a request that sets none.", default=4096)
     upstream_timeout: float = _env("PERMACHAT_UPSTREAM_TIMEOUT", doc="Seconds to wait for an upstream to start answering.", default=60.0)
+    upstream_connections: int = _env("PERMACHAT_UPSTREAM_CONNECTIONS", doc="Most connections one worker keeps open to upstreams at once; each running stream holds one.", default=4096)
     registrations_per_hour: int = _env("PERMACHAT_REGISTRATIONS_PER_HOUR", doc="Accounts one client address may create per hour on /register (0: no limit).", default=10)
     login_failures_per_hour: int = _env("PERMACHAT_LOGIN_FAILURES_PER_HOUR", doc="Failed logins one account may have per hour, from all addresses together, before /login refuses it for the rest of the hour (0: no limit).", default=20)
     shutdown_grace_seconds: float = _env("PERMACHAT_SHUTDOWN_GRACE_SECONDS", doc="On SIGTERM, seconds in-flight requests and streams get to finish before they are cut and settled.", default=30.0)
@@ -93,6 +94,8 @@ class Settings:
             raise SettingsError("PERMACHAT_SHUTDOWN_GRACE_SECONDS", "must be 0 or more")
         if self.process_timeout_seconds < 1:
             raise SettingsError("PERMACHAT_PROCESS_TIMEOUT_SECONDS", "must be at least 1")
+        if self.upstream_connections < 1:
+            raise SettingsError("PERMACHAT_UPSTREAM_CONNECTIONS", "must be at least 1")
         if self.default_max_tokens < 1:
             raise SettingsError("PERMACHAT_DEFAULT_MAX_TOKENS", "must be at least 1")
         if self.registrations_per_hour < 0:

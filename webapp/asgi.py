@@ -69,7 +69,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     flask_app = create_app(settings)
     # Built here, not in the lifespan, because its routes must be in the root app
     # from the start; the lifespan opens the client and starts the gateway.
-    http = upstream_client(settings.upstream_timeout)
+    http = upstream_client(settings.upstream_timeout, settings.upstream_connections)
     gateway = Gateway(settings, http)
 
     @contextlib.asynccontextmanager

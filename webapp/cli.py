@@ -86,12 +86,27 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     port = port or settings.port
     workers = workers or settings.workers
     click.echo(f"permachat listening on http://{host}:{port}", err=True)
+    _raise_open_file_limit()
     uvicorn.run("webapp.asgi:create_asgi_app", factory=True, host=host, port=port, workers=workers,
                 # The app itself believes forwarded headers, from PERMACHAT_TRUSTED_PROXIES only.
                 log_level=settings.log_level, proxy_headers=False,
                 # On SIGTERM uvicorn stops accepting, waits this long for requests and streams, then
                 # cancels them; each cut request settles what it used (gateway.relay, gateway.holds).
                 timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+
+
+def _raise_open_file_limit() -> None:
+    """Each stream holds two sockets (client and upstream): lift the soft limit (often 1024) to the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # not POSIX, or not allowed: serve with what there is
+        pass
 
 
 @main.command()
