@@ -216,6 +216,35 @@ def test_a_replica_that_stops_answering_is_settled_by_the_other(postgres_url, sl
     database.close()
 
 
+def test_a_replica_killed_mid_request_is_settled_by_the_other_without_a_restart(postgres_url, slow_upstream,
+                                                                                tmp_path):
+    from tests.conftest import migrate_database
+
+    database = migrate_database(postgres_url)
+    new, user = setup_money(slow_upstream)
+    env = clean_env(PERMACHAT_DATABASE_URL=postgres_url, PERMACHAT_SECRET_KEY="test-secret",
+                    PERMACHAT_DATA_DIR=str(tmp_path / "data"), PERMACHAT_PROCESS_TIMEOUT_SECONDS="3")
+    a = serve(env, tmp_path / "logs")
+    b = serve(env, tmp_path / "logs")
+    clients = start_requests(a.url, new.key, streams=10, calls=10, reply=long_reply(600), delay=0.1, wait=90)
+    until(lambda: sum(1 for h in holds().values() if h["is_stream"] and h["checkpoint_units"] > 0) == 10,
+          "10 streams have checkpointed")
+    a.kill()
+    left = holds()
+    assert len(left) == 20
+    until(lambda: not holds(), "B settled the dead replica's holds", timeout=15)
+    join(clients)
+    logs = reconcile(user.id, new.token.id, user.quota, user.request_count)
+    assert len(logs) == 20 and all(row.status_code == 503 for row in logs)
+    for row in logs:
+        assert row.quota == min(left[row.request_id]["checkpoint_units"], left[row.request_id]["units"])
+    assert sum(row.quota > 0 for row in logs) == 10  # the streams pay what they streamed, the calls nothing
+    assert "exited before it settled" in b.log() and ServingProcess.select().count() == 1
+    b.terminate()
+    assert holds() == {} and ServingProcess.select().count() == 0
+    database.close()
+
+
 def test_sigterm_lets_short_requests_finish_then_settles_the_rest(settings, database, slow_upstream, tmp_path):
     new, user = setup_money(slow_upstream)
     env = clean_env(PERMACHAT_DATA_DIR=str(settings.data_dir), PERMACHAT_SECRET_KEY="test-secret",
