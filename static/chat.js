@@ -86,15 +86,6 @@
 
   document.addEventListener("click", function (e) {
     var t = e.target.closest ? e.target : e.target.parentElement;
-    var copy = t.closest("[data-copy]");
-    if (copy) {
-      var raw = copy.closest(".msg").getAttribute("data-raw") || "";
-      navigator.clipboard.writeText(raw).then(function () {
-        var old = copy.textContent;
-        copy.textContent = "✓";
-        setTimeout(function () { copy.textContent = old; }, 1200);
-      });
-    }
     var eye = t.closest("[data-toggle-key]");
     if (eye) {
       var field = eye.parentElement.querySelector('input[name="key"]');
@@ -116,17 +107,14 @@
     if (!root || !root.querySelectorAll) return;
     root.querySelectorAll(".msg-assistant:not([sse-connect]) pre.highlight").forEach(function (pre) {
       if (pre.querySelector(".code-copy")) return;
-      var label = document.querySelector("[data-copy]"), button = document.createElement("button");
+      var label = document.querySelector("[data-copy-message]"), button = document.createElement("button");
       button.type = "button";
       button.className = "code-copy";
       button.textContent = label ? label.textContent : "Copy";
+      if (label) button.dataset.copied = label.dataset.copied;
       button.addEventListener("click", function () {
         var code = pre.querySelector("code");
-        navigator.clipboard.writeText(code ? code.textContent : pre.textContent).then(function () {
-          var old = button.textContent;
-          button.textContent = "✓";
-          setTimeout(function () { button.textContent = old; }, 1200);
-        });
+        window.permachatCopy(button, code ? code.textContent : pre.textContent);  // static/copy.js
       });
       pre.appendChild(button);
     });

@@ -1,20 +1,3 @@
-// Copy buttons on the console pages: <button data-copy="#selector" data-copied="Copied">.
-document.addEventListener("click", async (event) => {
-  const button = event.target.closest("[data-copy]");
-  if (!button) return;
-  const field = document.querySelector(button.dataset.copy);
-  if (!field) return;
-  field.select();
-  try {
-    await navigator.clipboard.writeText(field.value);
-  } catch {
-    document.execCommand("copy"); // pages served over plain http have no clipboard API
-  }
-  const label = button.textContent;
-  button.textContent = button.dataset.copied || "Copied";
-  setTimeout(() => { button.textContent = label; }, 1500);
-});
-
 // A new key's field selects itself when clicked, ready to copy (no inline handler: the CSP allows none).
 document.addEventListener("click", (event) => {
   const field = event.target.closest("input[data-select-on-click]");

@@ -121,29 +121,6 @@
     });
   }
 
-  // Copy buttons anywhere (the list is swapped in and out, so listen on the document).
-  document.addEventListener("click", function (event) {
-    const button = event.target.closest("[data-copy]");
-    if (!button) return;
-    const text = button.dataset.copy;
-    const done = function () {
-      const label = button.textContent;
-      button.textContent = "Copied";
-      setTimeout(function () { button.textContent = label; }, 1500);
-    };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done);
-    } else {
-      const area = document.createElement("textarea");
-      area.value = text;
-      document.body.appendChild(area);
-      area.select();
-      document.execCommand("copy");
-      area.remove();
-      done();
-    }
-  });
-
   // The chat composer's link button: store the chosen file, then insert its permanent link in the message.
   document.addEventListener("change", function (event) {
     const input = event.target.closest ? event.target.closest("[data-arweave-attach]") : null;

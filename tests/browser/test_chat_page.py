@@ -353,3 +353,30 @@ def test_phone_and_chinese(chat_app, browser):
     finally:
         context.close()
     assert not violations, f"the page broke its Content-Security-Policy: {violations}"
+
+
+@pytest.mark.parametrize("clipboard_api", [True, False], ids=["clipboard-api", "plain-http-fallback"])
+def test_copy_copies_the_message_and_its_code(chat_app, chat: Page, clipboard_api):
+    """Copy under a reply puts its markdown on the clipboard (it used to put an empty string and say Copied)."""
+    chat.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=chat_app.url)
+    if not clipboard_api:
+        # A plain-http host (not localhost) has no Clipboard API: the page must copy without it.
+        chat.evaluate("() => Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
+    reply_text = "Use **this**:\n\n```python\nprint('hi')\n```\n\nDone."
+    chat_app.upstream.replies.append(reply_text)
+    send(chat, "Show me code")
+    reply = last_reply(chat)
+    expect(reply.locator("button.stop")).to_have_count(0, timeout=15_000)
+    copy = reply.locator("[data-copy-message]")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    # Read it back with the real Clipboard API (in a fresh page: the test page's was removed).
+    reader = chat.context.new_page()
+    reader.goto(chat_app.url + "/healthz")
+    assert reader.evaluate("() => navigator.clipboard.readText()") == reply_text
+    expect(copy).to_have_text("Copy", timeout=5_000)  # the label comes back
+    code_copy = reply.locator("pre.highlight .code-copy")
+    code_copy.click()
+    expect(code_copy).to_have_text("Copied")
+    assert reader.evaluate("() => navigator.clipboard.readText()").strip() == "print('hi')"
+    reader.close()

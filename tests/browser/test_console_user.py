@@ -61,8 +61,8 @@ def test_register_redeem_create_key_and_see_usage(live_server, page):
     page.wait_for_selector("#new-key")
     key = page.input_value("#new-key")
     assert key.startswith("sk-") and len(key) == 51
-    page.click("button[data-copy='#new-key']")
-    page.wait_for_selector("button[data-copy='#new-key']:has-text('Copied')")
+    page.click("button[data-copy-from='#new-key']")
+    page.wait_for_selector("button[data-copy-from='#new-key']:has-text('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == key
     shoot(page, "token-new")
     page.reload()
