@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlparse
 import anyio.to_thread
 import psycopg2
 import psycopg2.extensions
-from peewee import Database, DatabaseProxy, Model, SqliteDatabase
+from peewee import Database, DatabaseProxy, InterfaceError, Model, OperationalError, SqliteDatabase
 from playhouse.pool import PooledPostgresqlDatabase
 
 db = DatabaseProxy()
@@ -128,11 +128,37 @@ def connect() -> None:
     db.connect(reuse_if_open=True)
 
 
+def drop_after(exc: BaseException) -> None:
+    """After a driver error on PostgreSQL, forget this thread's connection whatever state it claims.
+
+    psycopg2 does not always mark a connection the server terminated as closed,
+    and a connection used again within :data:`IDLE_CHECK_SECONDS` is not asked:
+    dropping it after any operational error costs one new connection and means
+    the next call cannot fail the same way.
+    """
+    database = db.obj
+    if (isinstance(exc, OperationalError | InterfaceError) and isinstance(database, PooledPostgresqlDatabase)
+            and not database.is_closed()):
+        try:
+            database.manual_close()
+        except Exception:  # noqa: BLE001 - it is being thrown away
+            database._state.reset()
+
+
+def run_connected(fn: Callable[[], T]) -> T:
+    """``fn()`` on this thread's connection (replaced first if cut, dropped after a driver error)."""
+    connect()
+    try:
+        return fn()
+    except (OperationalError, InterfaceError) as exc:
+        drop_after(exc)
+        raise
+
+
 def _in_context(fn: Callable[[], T]) -> T:
     # Worker threads are pooled by anyio, so each keeps its own connection open
     # across calls instead of paying a connect (and the SQLite pragmas) per query.
-    connect()
-    return fn()
+    return run_connected(fn)
 
 
 async def run_sync(fn: Callable[[], T]) -> T:

@@ -16,16 +16,23 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from peewee import OperationalError
+from peewee import InterfaceError, OperationalError
 
-from gateway.db import connect, db, is_sqlite
+from gateway.db import db, drop_after, is_sqlite, run_connected
 
 T = TypeVar("T")
 Op = Callable[[], Any]
 
 
 def _run_batch(ops: list[Op]) -> list[tuple[bool, Any]]:
-    connect()
+    results = run_connected(lambda: _batch(ops))
+    broken = next((r for ok, r in results if not ok and isinstance(r, OperationalError | InterfaceError)), None)
+    if broken is not None:
+        drop_after(broken)  # an op met a driver error: do not hand this connection to the next batch
+    return results
+
+
+def _batch(ops: list[Op]) -> list[tuple[bool, Any]]:
     results: list[tuple[bool, Any]] = []
     with db.atomic():
         for op in ops:

@@ -54,6 +54,11 @@ def init_app(app: Flask) -> None:
         # a2wsgi runs views on a fixed pool of threads; each keeps its connection (replaced if the server cut it).
         dbmod.connect()
 
+    @app.teardown_request
+    def _drop_broken(exc: BaseException | None) -> None:
+        if exc is not None:
+            dbmod.drop_after(exc)  # a driver error: the next request on this thread gets a new connection
+
     @app.after_request
     def _vary(response: Response) -> Response:
         if request.headers.get("HX-Request"):
