@@ -34,7 +34,7 @@ def select_locale() -> str:
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app for ``settings`` (read from the environment when not given)."""
-    from webapp import security, views
+    from webapp import security, static_files, views
 
     settings = (settings or Settings.from_env()).with_secret_key()
     app = Flask(__name__)
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     login_manager.user_loader(load)
 
     views.init_app(app)
+    static_files.init_app(app)
     security.init_app(app, settings)
     from webapp import account
 

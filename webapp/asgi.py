@@ -11,14 +11,12 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 from a2wsgi import WSGIMiddleware
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -27,10 +25,10 @@ from gateway.http_client import upstream_client
 from gateway.service import Gateway
 from gateway.settings import Settings
 from webapp import access_log
+from webapp.static_files import STATIC_DIR, StaticAssets
 
 log = logging.getLogger("permachat")
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 def tune_gc() -> None:
@@ -96,7 +94,8 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
     gateway_routes = gateway.routes()
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
-        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+        Mount("/static", app=StaticAssets(STATIC_DIR, flask_app.extensions["permachat.static_versions"]),
+              name="static"),
         *arweave_routes.routes(),
         *gateway_routes,
         *chat_routes(flask_app),
