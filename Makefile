@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test system-packages node-deps lint bench clean
+.PHONY: run test install install-test system-packages node-deps lint bench bench-sustained mutate clean
 
 run: install
 	$(BIN)/permachat migrate
@@ -52,5 +52,11 @@ bench: install-test
 bench-sustained: install-test
 	$(BIN)/python bench/sustained.py
 
+# Mutation testing of the money modules (slow, not in CI); the surviving mutants are listed at the end.
+mutate: install-test
+	$(BIN)/pip install --quiet 'mutmut>=3.8,<4'
+	$(BIN)/mutmut run || true
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache
+	rm -rf $(VENV) node_modules .pytest_cache mutants
