@@ -70,6 +70,7 @@ def test_an_unlimited_key_counts_its_spend_and_its_requests(upstream, make_accou
     assert acct.user.used_quota == spent and acct.user.quota == 500_000 - spent
     assert acct.user.request_count == 3
     assert Channel.get_by_id(chan.id).used_quota == spent, "the channel's spend is every unit billed on it"
+    assert acct.token.last_used_at is not None, "the key's last use is recorded with its settlement"
 
 
 def test_a_limited_key_counts_requests_and_channel_spend_per_channel(make_upstream, make_account, price, channel,
