@@ -380,3 +380,30 @@ def test_copy_copies_the_message_and_its_code(chat_app, chat: Page, clipboard_ap
     expect(code_copy).to_have_text("Copied")
     assert reader.evaluate("() => navigator.clipboard.readText()").strip() == "print('hi')"
     reader.close()
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1440, "height": 900}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_messages_leave_no_htmx_errors_and_the_site_has_an_icon(chat_app, browser, viewport):
+    """Every message after the first used to log htmx:oobErrorNoTarget #empty-state (issue 16, item 11)."""
+    context = browser.new_context(locale="en-US", viewport=viewport)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" or "oobErrorNoTarget" in m.text else None)
+    free_tier.limiter.reset()
+    page.goto(chat_app.url + "/")
+    page.wait_for_function("() => window.htmx && htmx.version.startsWith('2.0')")
+    page.evaluate("""() => { window.oobErrors = [];
+        document.body.addEventListener('htmx:oobErrorNoTarget', e => window.oobErrors.push(String(e.detail.content && e.detail.content.id))); }""")
+    for text in ("first", "second", "third"):
+        chat_app.upstream.replies.append(f"Reply to {text}.")
+        send(page, text)
+        expect(last_reply(page)).to_contain_text(f"Reply to {text}.")
+        expect(last_reply(page).locator("button.stop")).to_have_count(0, timeout=15_000)
+    assert page.evaluate("() => window.oobErrors") == []
+    assert not errors, errors
+    expect(page.locator("#empty-state")).to_have_count(0)
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    answer = page.request.get(chat_app.url + icon)
+    assert answer.status == 200 and answer.headers["content-type"].startswith("image/svg+xml")
+    context.close()

@@ -188,8 +188,11 @@ def send() -> Any:
         return notice(str(exc))
     if not is_htmx():
         return redirect(url_for("chat.conversation_page", conversation_id=conv.id), code=303)
+    # Only the first turn has an empty-state notice to remove (htmx reports an oob target it cannot find).
+    first_turn = created or len(conversations.messages_of(conv)) == 2
     html = render_template("chat/_turn.html", messages=views_of([user_msg, reply], acc), conv=conv,
-                           created=created, conversations=conversations.list_conversations(who))
+                           created=created, first_turn=first_turn,
+                           conversations=conversations.list_conversations(who))
     resp = Response(html)
     if created:
         resp.headers["HX-Push-Url"] = url_for("chat.conversation_page", conversation_id=conv.id)
