@@ -317,18 +317,18 @@ class UploadStore:
         for row in rows:
             if row.status == "received" and not self._may_resume(row):
                 continue
-            claimed = await run_sync(lambda row=row: self._claim(row.id))
-            if claimed is None:
-                continue  # another process is handling it, or finished it since the list was read
-            if claimed.status != row.status:  # moved on since the list was read (posted by another process)
-                await self._release_soon(Upload.id == row.id)
-                continue
-            row = claimed
             try:
-                if row.status == "received":
-                    await self.deliver(row.tx_id)
+                # Inside the try: a stop that cancels this pass while the claim is being written
+                # still gives the lease back (releasing a lease this process does not hold is a no-op).
+                claimed = await run_sync(lambda row=row: self._claim(row.id))
+                if claimed is None:
+                    continue  # another process is handling it, or finished it since the list was read
+                if claimed.status != row.status:  # moved on since the list was read (posted elsewhere)
+                    continue
+                if claimed.status == "received":
+                    await self.deliver(claimed.tx_id)
                 else:
-                    await self.check(row)
+                    await self.check(claimed)
             except ArweaveError as exc:
                 log.info("following %s: %s", row.tx_id, exc)
             except FileNotFoundError as exc:
