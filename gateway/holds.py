@@ -32,7 +32,6 @@ import datetime as dt
 import logging
 import os
 import socket
-from typing import Any
 
 from gateway import quota
 from gateway.db import db, run_sync, sql
@@ -158,9 +157,3 @@ class Registry:
                  for (process_id,) in db.execute_sql(_ORPHANS).fetchall() if process_id != self.id]
         return dead
 
-
-def open_holds() -> list[dict[str, Any]]:
-    """Every unsettled hold, oldest first (the admin's view and tests)."""
-    from gateway.models import Hold
-
-    return list(Hold.select().order_by(Hold.started_at).dicts())

@@ -391,13 +391,12 @@ class ChatStream:
         call = self._call
         assert call is not None and call.reservation is not None and call.reservation.hold_id is not None
         self._next_checkpoint = time.monotonic() + CHECKPOINT_SECONDS
-        if self._prompt_tokens is None:
-            self._prompt_tokens = await anyio.to_thread.run_sync(self._count_prompt)
         texts, unread, completion = self._counted
-        # Only what arrived since the last checkpoint is counted: a few dozen small pieces.
-        completion += sum(tokens.count(t) for t in self._texts[texts:])
-        completion += sum(tokens.count(t) for data in self._unread[unread:] for t in chunk_texts(parse_payload(data)))
-        self._counted = (len(self._texts), len(self._unread), completion)
+        # Only what arrived since the last checkpoint is counted, in a worker thread (not on the event loop).
+        new_texts, new_unread = self._texts[texts:], self._unread[unread:]
+        self._prompt_tokens, added = await self._count(new_texts, new_unread)
+        completion += added
+        self._counted = (texts + len(new_texts), unread + len(new_unread), completion)
         usage = Usage(prompt_tokens=self._prompt_tokens, completion_tokens=completion)
         if self.usage is not None:
             usage = self.usage.covering(usage)
@@ -554,15 +553,19 @@ class ChatStream:
         return chunk
 
     async def _count_locally(self) -> Usage:
-        texts, unread, known = list(self._texts), list(self._unread), self._prompt_tokens
+        prompt, completion = await self._count(list(self._texts), list(self._unread))
+        return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+    async def _count(self, texts: list[str], unread: list[bytes]) -> tuple[int, int]:
+        """The prompt's tokens (counted once per stream) and those of ``texts`` and ``unread``, in a worker thread."""
+        known = self._prompt_tokens
 
         def count() -> tuple[int, int]:
             pieces = texts + [t for data in unread for t in chunk_texts(parse_payload(data))]
             prompt = known if known is not None else self._count_prompt()
             return prompt, sum(tokens.count(t) for t in pieces)
 
-        prompt, completion = await anyio.to_thread.run_sync(count)
-        return Usage(prompt_tokens=prompt, completion_tokens=completion)
+        return await anyio.to_thread.run_sync(count)
 
     async def _settle(self, status: int) -> None:
         call = self._call
