@@ -44,6 +44,20 @@ def assert_clean(server, acct, before: int, requests: int, baseline_tasks: int) 
     return rows
 
 
+@pytest.fixture
+def started(upstream, make_account, price, channel, serve):
+    """A server on the test upstream and a funded key: (server, account, its balance, the loop's task count)."""
+
+    def start(account: dict | None = None, **settings):
+        channel(upstream)
+        price("gpt-4o-mini")
+        acct = make_account(**(account or {}))
+        server = serve(**settings)
+        return server, acct, acct.user.quota, loop_tasks(server)
+
+    return start
+
+
 def post(server, acct, *, stream: bool, **switches) -> httpx.Response:
     body = {"model": "gpt-4o-mini", "messages": MSGS, "stream": stream, "x_upstream": switches}
     return httpx.post(server.url + "/v1/chat/completions", json=body, timeout=30,
@@ -95,14 +109,8 @@ def test_a_fault_before_the_first_byte_fails_over_or_is_a_clean_refunded_error(
         assert rows[0].quota == 0 and rows[0].status_code == response.status_code and rows[0].error
 
 
-def test_an_upstream_that_stops_mid_stream_ends_with_an_error_event_billed_for_what_arrived(
-        upstream, make_account, price, channel, serve):
-    channel(upstream)
-    price("gpt-4o-mini")
-    acct = make_account()
-    before = acct.user.quota
-    server = serve()
-    baseline = loop_tasks(server)
+def test_an_upstream_that_stops_mid_stream_ends_with_an_error_event_billed_for_what_arrived(started):
+    server, acct, before, baseline = started()
     response = post(server, acct, stream=True, disconnect_after=3, reply="one two three four five six")
     events = sse_data(response)
     assert response.status_code == 200 and "[DONE]" not in events
@@ -112,14 +120,8 @@ def test_an_upstream_that_stops_mid_stream_ends_with_an_error_event_billed_for_w
 
 
 @pytest.mark.parametrize("where", ["json", "first chunks", "mid-stream"])
-def test_malformed_json_or_sse_from_the_upstream_is_a_clean_error(where, upstream, make_account, price, channel,
-                                                                  serve):
-    channel(upstream)
-    price("gpt-4o-mini")
-    acct = make_account()
-    before = acct.user.quota
-    server = serve()
-    baseline = loop_tasks(server)
+def test_malformed_json_or_sse_from_the_upstream_is_a_clean_error(where, started):
+    server, acct, before, baseline = started()
     # The third chunk is not JSON: with no delay it arrives with the first ones, before the client got
     # anything; with a delay, after the first chunks were relayed.
     response = post(server, acct, stream=where != "json", malformed=True, reply="one two three four five six",
@@ -138,13 +140,8 @@ def test_malformed_json_or_sse_from_the_upstream_is_a_clean_error(where, upstrea
 
 
 @pytest.mark.parametrize("when", ["before the upstream answers", "during the stream"])
-def test_a_client_that_hangs_up_leaves_nothing_behind(when, upstream, make_account, price, channel, serve):
-    channel(upstream)
-    price("gpt-4o-mini")
-    acct = make_account()
-    before = acct.user.quota
-    server = serve()
-    baseline = loop_tasks(server)
+def test_a_client_that_hangs_up_leaves_nothing_behind(when, upstream, started):
+    server, acct, before, baseline = started()
     switches = {"wait": 10} if when.startswith("before") else {"delay": 0.2, "reply": " ".join(["w"] * 200)}
     body = {"model": "gpt-4o-mini", "messages": MSGS, "stream": True, "x_upstream": switches}
     headers = {"Authorization": f"Bearer {acct.key}"}
@@ -166,14 +163,8 @@ def test_a_client_that_hangs_up_leaves_nothing_behind(when, upstream, make_accou
     assert (row.completion_tokens > 0) == when.startswith("during")
 
 
-def test_a_client_that_hangs_up_on_a_non_stream_call_cancels_it_and_pays_the_prompt(upstream, make_account, price,
-                                                                                   channel, serve):
-    channel(upstream)
-    price("gpt-4o-mini")
-    acct = make_account()
-    before = acct.user.quota
-    server = serve()
-    baseline = loop_tasks(server)
+def test_a_client_that_hangs_up_on_a_non_stream_call_cancels_it_and_pays_the_prompt(upstream, started):
+    server, acct, before, baseline = started()
     with pytest.raises(httpx.ReadTimeout):  # the model thinks for 10 s; the client waits half a second
         httpx.post(server.url + "/v1/chat/completions", timeout=0.5, headers={"Authorization": f"Bearer {acct.key}"},
                    json={"model": "gpt-4o-mini", "messages": MSGS, "x_upstream": {"wait": 10}})
@@ -183,14 +174,8 @@ def test_a_client_that_hangs_up_on_a_non_stream_call_cancels_it_and_pays_the_pro
     assert row.prompt_tokens > 0 and row.completion_tokens == 0 and row.quota > 0
 
 
-def test_a_client_that_leaves_after_a_non_stream_answer_is_billed_once(upstream, make_account, price, channel,
-                                                                       serve):
-    channel(upstream)
-    price("gpt-4o-mini")
-    acct = make_account()
-    before = acct.user.quota
-    server = serve()
-    baseline = loop_tasks(server)
+def test_a_client_that_leaves_after_a_non_stream_answer_is_billed_once(started):
+    server, acct, before, baseline = started()
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=acct.key, max_retries=0)
     for _ in range(3):
         client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
@@ -267,18 +252,12 @@ def test_postgresql_connections_cut_under_load_cost_nothing_and_heal(postgres_ur
         database.close()
 
 
-def test_a_locked_sqlite_database_makes_requests_wait_not_fail(upstream, make_account, price, channel, serve,
-                                                               settings):
+def test_a_locked_sqlite_database_makes_requests_wait_not_fail(started, settings):
     """Another process holds the write lock for 2 s (a backup, a long migration): requests wait, then succeed."""
     import sqlite3
     import threading
 
-    channel(upstream)
-    price("gpt-4o-mini")
-    acct = make_account()
-    before = acct.user.quota
-    server = serve()
-    baseline = loop_tasks(server)
+    server, acct, before, baseline = started()
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=acct.key, max_retries=0, timeout=30)
     client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)  # warm: the key is cached
     other = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None,
@@ -304,16 +283,10 @@ def test_a_locked_sqlite_database_makes_requests_wait_not_fail(upstream, make_ac
     assert all(r.status_code == 200 for r in rows)
 
 
-def test_redis_going_away_leaves_the_gateway_serving_and_says_so(upstream, make_account, price, channel, serve,
-                                                                 redis_url, caplog):
+def test_redis_going_away_leaves_the_gateway_serving_and_says_so(started, redis_url, caplog):
     import redis
 
-    channel(upstream)
-    price("gpt-4o-mini")
-    acct = make_account(rpm_limit=100)
-    before = acct.user.quota
-    server = serve(redis_url=redis_url)
-    baseline = loop_tasks(server)
+    server, acct, before, baseline = started({"rpm_limit": 100}, redis_url=redis_url)
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=acct.key, max_retries=0, timeout=30)
     for _ in range(2):
         client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
