@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -135,7 +136,34 @@ async def receive_upload(request: Request, *, max_bytes: int, directory: Path,
         sink.close()
         sink.path.unlink(missing_ok=True)
         raise
-    received = Received(sink.path, sink.size, sink.hash.hexdigest(), clean_content_type(file_type),
+    return _finish(sink, file_type, file_name)
+
+
+async def receive_stream(chunks: AsyncIterable[bytes], *, max_bytes: int, directory: Path, content_type: str,
+                         file_name: str = "", affordable: int | None = None) -> Received:
+    """Spool a file from any source (a decoded GraphQL argument, a Telegram download...) like a request body.
+
+    The same limits, hashing, fsync and refusals as :func:`receive_upload`, so
+    every door hands :meth:`UploadStore.store_file` the same kind of file.
+    Raises :class:`BodyTooLarge`, :class:`PaymentRequired` or :class:`BadRequest`
+    (empty), leaving nothing on disk.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    sink = _Sink(directory / f"{uuid.uuid4().hex}.part", max_bytes, affordable)
+    try:
+        sink.open()
+        async for data in chunks:
+            sink.write(data)
+        sink.close()
+    except BaseException:
+        sink.close()
+        sink.path.unlink(missing_ok=True)
+        raise
+    return _finish(sink, content_type, file_name)
+
+
+def _finish(sink: _Sink, content_type: str, file_name: str) -> Received:
+    received = Received(sink.path, sink.size, sink.hash.hexdigest(), clean_content_type(content_type),
                         clean_file_name(file_name))
     if received.size == 0:
         received.discard()

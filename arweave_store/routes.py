@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from urllib.parse import quote as urlquote
 
 from starlette.applications import Starlette
@@ -19,31 +19,23 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from arweave_store.access import client_ip, who
 from arweave_store.client import ArweaveClient
-from arweave_store.errors import PaymentRequired, UploadNotFound
+from arweave_store.errors import UploadNotFound
 from arweave_store.models import Upload
 from arweave_store.receive import declared_file_size, receive_upload
 from arweave_store.store import TX_ID, UploadStore
-from arweave_store.tickets import read_ticket
 from arweave_store.tracker import Tracker
 from arweave_store.wallet import WalletError, load_wallet
-from gateway.auth import KeyInfo, check_key, extract_key, load_key
 from gateway.db import run_sync
 from gateway.errors import (
-    AuthenticationError,
     BadRequest,
     GatewayError,
-    InsufficientQuotaError,
     error_response,
 )
-from gateway.models import Token
 from gateway.settings import Settings
 
 log = logging.getLogger("permachat.arweave")
-
-NO_KEY = ("Uploading to Arweave needs an API key with a balance; free-tier visitors cannot upload. "
-          "Send it as 'Authorization: Bearer sk-...' (or unlock a key on the chat page).")
-
 
 def build_store(settings: Settings, process_id: str = "") -> UploadStore:
     client = ArweaveClient(settings.arweave_gateway)
@@ -75,35 +67,6 @@ async def lifespan(app: Starlette, settings: Settings, process_id: str = "") -> 
         await store.client.aclose()
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
-def _key_for_token(token_id: int) -> KeyInfo | None:
-    key_hash = Token.select(Token.key_hash).where(Token.id == token_id).scalar()
-    return load_key(key_hash) if key_hash else None
-
-
-def _who(store: UploadStore, headers: Mapping[str, str], query: Mapping[str, str], client_ip: str,
-         *, spending: bool) -> KeyInfo:
-    """The key a request acts with (API key, or a page's upload ticket), checked. Blocking."""
-    ticket = headers.get("x-upload-ticket", "").strip()
-    if ticket:
-        info = _key_for_token(read_ticket(store.settings.secret_key, ticket))
-    else:
-        key = extract_key(headers, query)
-        if not key:
-            raise AuthenticationError(NO_KEY)
-        info = store.keys.lookup(key)
-    try:
-        return check_key(info, client_ip)
-    except InsufficientQuotaError as exc:
-        if spending:
-            raise PaymentRequired(exc.message) from None
-        assert info is not None  # check_key tests the balance last: everything else passed
-        return info
-
-
 async def price(request: Request) -> Response:
     """The cost of storing ``bytes`` bytes, in USD, before uploading."""
     store: UploadStore = request.app.state.arweave
@@ -126,10 +89,10 @@ async def upload(request: Request) -> Response:
     """Store a file permanently: bill the key, post to Arweave, answer with the permanent link."""
     store: UploadStore = request.app.state.arweave
     request_id = uuid.uuid4().hex
-    ip = _client_ip(request)
+    ip = client_ip(request)
     headers, query = dict(request.headers), dict(request.query_params)
     try:
-        info = await run_sync(lambda: _who(store, headers, query, ip, spending=True))
+        info = await run_sync(lambda: who(store, headers, query, ip, spending=True))
         store.require_wallet()
         declared = declared_file_size(request)
         if declared is not None and declared > store.settings.arweave_max_bytes:
@@ -138,11 +101,7 @@ async def upload(request: Request) -> Response:
         affordable = await store.affordable_bytes(info, at_least=declared)
         received = await receive_upload(request, max_bytes=store.settings.arweave_max_bytes,
                                         directory=store.incoming, affordable=affordable)
-        try:
-            row, plan = await store.accept(info, received, request_id=request_id, client_ip=ip)
-        finally:
-            received.discard()  # nothing left to remove once accepted: the file was moved
-        row = await store.deliver(row.tx_id, plan)
+        row = await store.store_file(info, received, request_id=request_id, client_ip=ip)
     except GatewayError as exc:
         return error_response(exc, request_id)
     body = store.describe(row, str(request.base_url))
@@ -158,9 +117,9 @@ async def upload(request: Request) -> Response:
 async def list_uploads(request: Request) -> Response:
     """The uploads of the account the key (or ticket) belongs to, newest first."""
     store: UploadStore = request.app.state.arweave
-    headers, query, ip = dict(request.headers), dict(request.query_params), _client_ip(request)
+    headers, query, ip = dict(request.headers), dict(request.query_params), client_ip(request)
     try:
-        info = await run_sync(lambda: _who(store, headers, query, ip, spending=False))
+        info = await run_sync(lambda: who(store, headers, query, ip, spending=False))
     except GatewayError as exc:
         return error_response(exc)
     rows = await run_sync(lambda: list(Upload.select().where(Upload.user_id == info.user_id)

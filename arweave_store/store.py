@@ -105,6 +105,8 @@ class Hold:
     log_token_id: int
     token_name: str
     client_ip: str
+    # The door it came through, for its log row. Records written before there were several doors lack it.
+    endpoint: str = "/arweave/upload"
 
     def reservation(self) -> quota.Reservation:
         return quota.Reservation(self.user_id, self.token_id, self.units, spender_id=self.log_token_id)
@@ -194,7 +196,25 @@ class UploadStore:
             low, high = (middle, high) if await fits(middle) else (low, middle)
         return low
 
-    async def accept(self, info: KeyInfo, received: Received, *, request_id: str, client_ip: str) -> tuple[Upload, ChunkPlan]:
+    async def store_file(self, info: KeyInfo, received: Received, *, request_id: str, client_ip: str,
+                         endpoint: str = "/arweave/upload") -> Upload:
+        """The one way a received file becomes a paid upload, whatever door it came through.
+
+        Accept (quote, reserve, sign, commit) then deliver (post, settle or refund);
+        ``received`` is moved or removed either way. ``endpoint`` names the door on
+        the log row. Raises :class:`PaymentRequired` (and the gateway's errors)
+        before any charge; once accepted, nothing raises: a failed post is the
+        row's status (``failed`` and refunded, or ``received`` and retried).
+        """
+        try:
+            row, plan = await self.accept(info, received, request_id=request_id, client_ip=client_ip,
+                                          endpoint=endpoint)
+        finally:
+            received.discard()  # nothing left to remove once accepted: the file was moved
+        return await self.deliver(row.tx_id, plan)
+
+    async def accept(self, info: KeyInfo, received: Received, *, request_id: str, client_ip: str,
+                     endpoint: str = "/arweave/upload") -> tuple[Upload, ChunkPlan]:
         """Bill and sign a received file, and keep it until it is confirmed. Raises before any charge."""
         wallet = self.require_wallet()
         quote = await self.quote(received.size)
@@ -212,7 +232,8 @@ class UploadStore:
             wallet, last_tx=anchor, reward=quote.winston, tags=tuple(tags), data_size=received.size,
             data_root=plan.data_root))
         hold = Hold(user_id=info.user_id, token_id=None if info.unlimited else info.token_id, units=quote.units,
-                    log_token_id=info.token_id, token_name=info.token_name, client_ip=client_ip)
+                    log_token_id=info.token_id, token_name=info.token_name, client_ip=client_ip,
+                    endpoint=endpoint)
         os.replace(received.path, self.data_path(tx.id))
         _write_json(self.record_path(tx.id), {"tx": tx.as_record(), "hold": hold.__dict__})
 
@@ -290,7 +311,7 @@ class UploadStore:
                 Upload.update(cost_quota=charged).where(Upload.tx_id == tx_id).execute()
             RequestLog.create(request_id=row.request_id or tx_id, kind="upload", user_id=hold.user_id,
                               token_id=hold.log_token_id, token_name=hold.token_name,
-                              endpoint="/arweave/upload", model="arweave", quota=charged, status_code=200,
+                              endpoint=hold.endpoint, model="arweave", quota=charged, status_code=200,
                               client_ip=hold.client_ip, error="")
 
     def _fail_received(self, tx_id: str, hold: Hold, reason: str) -> None:
