@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from starlette.requests import Request
-
 from arweave_store.errors import PaymentRequired
 from arweave_store.store import UploadStore
 from arweave_store.tickets import read_ticket
@@ -20,10 +18,6 @@ from gateway.models import Token
 
 NO_KEY = ("Uploading to Arweave needs an API key with a balance; free-tier visitors cannot upload. "
           "Send it as 'Authorization: Bearer sk-...' (or unlock a key on the chat page).")
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 def key_for_token(token_id: int) -> KeyInfo | None:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from arweave_store.access import client_ip, who
+from arweave_store.access import who
 from arweave_store.client import ArweaveClient
 from arweave_store.errors import UploadNotFound
 from arweave_store.models import Upload
@@ -27,6 +27,7 @@ from arweave_store.receive import declared_file_size, receive_upload
 from arweave_store.store import TX_ID, UploadStore
 from arweave_store.tracker import Tracker
 from arweave_store.wallet import WalletError, load_wallet
+from gateway.auth import client_ip
 from gateway.db import run_sync
 from gateway.errors import (
     BadRequest,

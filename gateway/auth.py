@@ -75,6 +75,15 @@ def extract_key(headers: Mapping[str, str], query: Mapping[str, str] | None = No
     return None
 
 
+def client_ip(request: Any) -> str:
+    """The client's address of a Starlette request (the socket's, or the trusted proxy's forwarded one).
+
+    The one place every async door reads it: ``webapp.asgi.Deployment.trust_proxies``
+    has already rewritten ``scope["client"]`` when a trusted proxy sent the request.
+    """
+    return request.client.host if request.client else ""
+
+
 def request_key(request: Any) -> str | None:
     """The key of a Starlette request; the query string is parsed only when no header has one."""
     key = extract_key(request.headers)

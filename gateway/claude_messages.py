@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from gateway import tokens
 from gateway.adaptors.anthropic import AnthropicAdaptor, usage_of
 from gateway.adaptors.base import CHAT, Adaptor, ChatRequest, FailureKind, UpstreamFailure, Usage
-from gateway.auth import request_key
+from gateway.auth import client_ip, request_key
 from gateway.disconnect import DisconnectWatch, while_connected
 from gateway.errors import BadRequest, GatewayError, UpstreamError
 from gateway.relay import CLIENT_CLOSED, Call, new_request_id
@@ -264,7 +264,7 @@ def routes(gw: Gateway) -> list[BaseRoute]:
 
 
 async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
-    ip = request.client.host if request.client else ""
+    ip = client_ip(request)
     auth = await gw.authenticate(request_key(request), ip)
     native = validate_messages(parse_json(await read_body(request, gw.settings.max_body_bytes)))
     body = to_openai(native)

@@ -31,7 +31,7 @@ from gateway.adaptors.base import (
     TRANSCRIPTIONS,
     Usage,
 )
-from gateway.auth import KeyInfo, request_key
+from gateway.auth import KeyInfo, client_ip, request_key
 from gateway.disconnect import DisconnectWatch, while_connected
 from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.multipart import parse_form
@@ -47,10 +47,6 @@ Handler = Callable[[Request, str], Awaitable[Response]]
 
 # Functions (gateway) -> routes for other request formats; add one line per format.
 EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = [claude_messages.routes]
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 def with_request_id(fn: Handler) -> Callable[[Request], Awaitable[Response]]:

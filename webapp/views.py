@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from gateway import db as dbmod
 from webapp import LANGUAGES, errors
+from webapp.http import is_htmx
 from webapp.redirects import safe_next
 
 bp = Blueprint("core", __name__)
@@ -61,7 +62,7 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _vary(response: Response) -> Response:
-        if request.headers.get("HX-Request"):
+        if is_htmx():
             response.vary.add("HX-Request")
         return response
 

@@ -17,8 +17,9 @@ from gateway.accounts import (
 from gateway.money import format_usd
 from webapp.account import bp, limits
 from webapp.account.messages import localise
-from webapp.account.respond import account, client_ip, is_htmx, render
+from webapp.account.respond import account, render
 from webapp.auth import log_in, log_out
+from webapp.http import client_ip, is_htmx
 from webapp.redirects import safe_next
 
 

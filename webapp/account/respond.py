@@ -9,10 +9,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from gateway.models import User
-
-
-def is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
+from webapp.http import is_htmx
 
 
 def wants_json() -> bool:
@@ -50,7 +47,3 @@ def json_error(message: str, status: int = 400) -> Response:
 def account() -> User:
     """The logged-in account's row, fresh from the database (balances change)."""
     return User.get_by_id(current_user.user.id)
-
-
-def client_ip() -> str:
-    return request.remote_addr or ""

@@ -14,7 +14,8 @@ from gateway.models import RequestLog, User
 from gateway.money import format_usd
 from webapp.account import bp, limits
 from webapp.account.gateway_sync import forget_keys
-from webapp.account.respond import account, client_ip, render
+from webapp.account.respond import account, render
+from webapp.http import client_ip
 
 REASONS = {
     "unknown": lambda: _("This code does not exist. Check it for typos."),

@@ -14,10 +14,11 @@ from gateway.keys import hash_secret
 from gateway.models import AuditLog, Channel, ModelPrice, User
 from gateway.money import format_usd, parse_usd, usd_to_units
 from webapp.account.gateway_sync import forget_keys, reload_channels
-from webapp.account.respond import client_ip, json_error
+from webapp.account.respond import json_error
 from webapp.admin import actions
 from webapp.admin.probe import probe_channel
 from webapp.api import bp
+from webapp.http import client_ip
 
 
 @bp.before_request

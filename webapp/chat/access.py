@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import request
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -17,6 +16,7 @@ from gateway.errors import GatewayError
 from gateway.models import Token
 from gateway.money import format_usd
 from webapp.chat import bridge, free_tier, keys
+from webapp.http import client_ip
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,6 @@ class Access:
         if chosen is not None and chosen.allowed:
             return preferred
         return next((m.id for m in self.models if m.allowed), preferred)
-
-
-def client_ip() -> str:
-    return request.remote_addr or ""
 
 
 def _price(entry) -> str:

@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gateway.auth import client_ip
 from gateway.db import run_sync
 from gateway.errors import GatewayError, InsufficientQuotaError, RateLimited
 from webapp.chat import conversations, free_tier
@@ -346,7 +347,7 @@ def chat_routes(flask_app: Any) -> list[BaseRoute]:
         if parsed is None:
             return PlainTextResponse("This stream link is not valid.", status_code=404)
         ticket, fresh = parsed
-        client_ip = request.client.host if request.client else ""
+        ip = client_ip(request)
         bus = getattr(request.app.state, "chat_bus", None)
         gen = GENERATIONS.get(ticket.message_id)
         following: asyncio.Task | None = None
@@ -358,7 +359,7 @@ def chat_routes(flask_app: Any) -> list[BaseRoute]:
             if gw is None:
                 gen.task = asyncio.ensure_future(_fail(gen, "The gateway is not running."))
             else:
-                gen.task = asyncio.ensure_future(generate(gen, gw, ticket, client_ip))
+                gen.task = asyncio.ensure_future(generate(gen, gw, ticket, ip))
                 if bus is not None:  # so that a reconnect or a tab on another worker can follow it
                     gen.bus = bus
                     gen.mirror = asyncio.ensure_future(bus.mirror(gen))

@@ -22,6 +22,7 @@ from webapp.chat import access as access_mod
 from webapp.chat import bridge, conversations, free_tier, keys, stream
 from webapp.chat.conversations import MAX_IMAGE_BYTES, MAX_IMAGES, ChatError, Owner
 from webapp.chat.render import error_message, view, wait_text
+from webapp.http import client_ip, is_htmx, retarget
 from webapp.models import Conversation, PromptShortcut
 from webapp.redirects import safe_next
 
@@ -29,10 +30,6 @@ bp = Blueprint("chat", __name__)
 
 IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF87a": "image/gif",
                b"GIF89a": "image/gif"}
-
-
-def is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 def owner() -> Owner:
@@ -59,10 +56,7 @@ def notice(message: str, status: int = 200) -> Response:
     html = render_template("chat/_notice.html", message=message)
     if not is_htmx():
         return Response(render_template("chat/error.html", message=message), status=400)
-    resp = Response(html, status=status)
-    resp.headers["HX-Retarget"] = "#composer-notice"
-    resp.headers["HX-Reswap"] = "innerHTML"
-    return resp
+    return retarget(Response(html, status=status), "#composer-notice")
 
 
 def page_context(conv: Conversation | None, acc: access_mod.Access | None = None) -> dict[str, Any]:
@@ -133,7 +127,7 @@ def _check_turn(acc: access_mod.Access, model: str, content: str, images: list, 
         if model not in config.models:
             return error_message("free:model")
         wait = free_tier.current_limiter().hit([f"visitor:{owner().visitor_id or owner().user_id}",
-                                      f"ip:{access_mod.client_ip()}"], config.rpm)
+                                      f"ip:{client_ip()}"], config.rpm)
         if wait is not None:
             return _("The free tier allows %(n)s messages a minute. Try again in %(left)s, or paste an API key.",
                      n=config.rpm, left=wait_text(int(wait) + 1))
@@ -364,10 +358,7 @@ def import_file() -> Any:
         count = conversations.import_document(owner(), document)
     except ChatError as exc:
         if is_htmx():
-            resp = Response(render_template("chat/_notice.html", message=str(exc)))
-            resp.headers["HX-Retarget"] = "#import-notice"
-            resp.headers["HX-Reswap"] = "innerHTML"
-            return resp
+            return retarget(Response(render_template("chat/_notice.html", message=str(exc))), "#import-notice")
         return Response(render_template("chat/error.html", message=str(exc)), status=400)
     if not is_htmx():
         return redirect(url_for("core.index"), code=303)
@@ -415,7 +406,7 @@ def unlock() -> Any:
         error = _("Paste an API key (sk-...) first.")
     else:
         try:
-            keys.unlock(key, access_mod.client_ip())
+            keys.unlock(key, client_ip())
         except GatewayError as exc:
             error = access_mod.key_error(exc)
     acc = access_mod.current_access()
