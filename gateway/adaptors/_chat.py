@@ -3,8 +3,7 @@
 Reading: a client's messages (text, ``image_url`` parts incl. data URLs, tool
 calls, tool results). Writing: ``chat.completion`` objects and
 ``chat.completion.chunk`` dicts, with ``reasoning_content`` for thinking output
-and a final usage-only chunk, as :mod:`gateway.adaptors.base` expects. Also a
-small SSE line parser, since several providers stream SSE with named events.
+and a final usage-only chunk, as :mod:`gateway.adaptors.base` expects.
 """
 
 from __future__ import annotations
@@ -14,11 +13,8 @@ import binascii
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from gateway.adaptors.base import FailureKind, UpstreamFailure, Usage
 
@@ -164,28 +160,6 @@ def tool_call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
     args = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
     return {"id": call_id or "call_" + uuid.uuid4().hex[:24], "type": "function",
             "function": {"name": name, "arguments": args}}
-
-
-async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """``(event, data)`` pairs of an SSE body; CRLF or LF framing, comments skipped."""
-    event, data = "", []
-    async for line in response.aiter_lines():
-        line = line.rstrip("\r")
-        if not line:
-            if data:
-                yield event or "message", "\n".join(data)
-            event, data = "", []
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
-    if data:
-        yield event or "message", "\n".join(data)
 
 
 def loads(data: str | bytes, what: str) -> Any:

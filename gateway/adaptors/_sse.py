@@ -1,27 +1,34 @@
-"""Cutting an OpenAI-style SSE byte stream into its ``data:`` payloads, without parsing them.
+"""Server-sent events from an upstream: one framing, read two ways.
 
-A stream's chunks mostly reach the client unchanged, so the OpenAI adaptor hands
-the relay each payload as the upstream's own bytes (see
-:meth:`gateway.adaptors.base.Adaptor.stream_raw`); only the few chunks billing
-needs (usage, a finish reason) are ever parsed. What is checked here is what
-every chunk needs: the framing, the end (``[DONE]``), an ``error`` event, and
-that a payload at least looks like a JSON object.
+:class:`SSEFrames` cuts a byte stream into events as the network delivers it
+(CRLF, LF or a lone CR as line ends, an event split across reads). On it:
+
+- :class:`SSEPayloads`, the OpenAI relay's hot path: each event's ``data:``
+  payload as the upstream's own bytes, unparsed (see
+  :meth:`gateway.adaptors.base.Adaptor.stream_raw`); only the few chunks billing
+  needs (usage, a finish reason) are ever parsed. What is checked here is what
+  every chunk needs: the end (``[DONE]``), an ``error`` event, and that a
+  payload at least looks like a JSON object.
+- :func:`sse_events`, for the providers that name their events (Anthropic,
+  Gemini, Cloudflare, Replicate): ``(event, data)`` pairs, decoded.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
+
+import httpx
 
 from gateway.adaptors.base import FailureKind, UpstreamFailure
 
 
-class SSEPayloads:
-    """Feed it network reads; it returns the complete events' payloads (a list per read)."""
+class SSEFrames:
+    """Feed it network reads; it returns the complete events in them, each its lines joined by LF."""
 
     def __init__(self) -> None:
         self._rest = b""
-        self.done = False  # ``data: [DONE]`` seen: ignore anything after it
 
     def feed(self, block: bytes) -> list[bytes]:
         if self._rest:
@@ -36,8 +43,53 @@ class SSEPayloads:
             block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events = block.split(b"\n\n")
         self._rest = events.pop() + held
+        return events
+
+    def close(self) -> list[bytes]:
+        """The last event, when the stream ended without the blank line that closes it."""
+        rest, self._rest = self._rest.replace(b"\r", b"").strip(b"\n"), b""
+        return [rest] if rest else []
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """``(event, data)`` pairs of an SSE body (``message`` when unnamed); comments and empty events skipped."""
+    frames = SSEFrames()
+    async for block in response.aiter_bytes():
+        for event in frames.feed(block):
+            named = _named(event)
+            if named is not None:
+                yield named
+    for event in frames.close():
+        named = _named(event)
+        if named is not None:
+            yield named
+
+
+def _named(event: bytes) -> tuple[str, str] | None:
+    """One event's name and data (its data lines joined by LF, as the spec says); None without data."""
+    name, data = "", []
+    for line in event.decode("utf-8", "replace").split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    return (name or "message", "\n".join(data)) if data else None
+
+
+class SSEPayloads(SSEFrames):
+    """Feed it network reads; it returns the complete events' payloads (a list per read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done = False  # ``data: [DONE]`` seen: ignore anything after it
+
+    def feed(self, block: bytes) -> list[bytes]:  # type: ignore[override]
         out: list[bytes] = []
-        for event in events:
+        for event in super().feed(block):
             if event.startswith(b"data: {") and b"\n" not in event:
                 data = event[6:]  # the usual event: one data line holding an object
             else:

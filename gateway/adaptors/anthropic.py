@@ -27,11 +27,11 @@ from gateway.adaptors._chat import (
     loads,
     max_tokens,
     parse_image,
-    sse_events,
     stop_list,
     tool_arguments,
     tool_call,
 )
+from gateway.adaptors._sse import sse_events
 from gateway.adaptors.base import (
     CHAT,
     Adaptor,

@@ -24,9 +24,9 @@ from gateway.adaptors._chat import (
     function_tools,
     loads,
     max_tokens,
-    sse_events,
     tool_call,
 )
+from gateway.adaptors._sse import sse_events
 from gateway.adaptors.base import (
     CHAT,
     EMBEDDINGS,

@@ -27,9 +27,9 @@ from gateway.adaptors._chat import (
     loads,
     max_tokens,
     parse_image,
-    sse_events,
     stop_list,
 )
+from gateway.adaptors._sse import sse_events
 from gateway.adaptors.base import (
     CHAT,
     Adaptor,

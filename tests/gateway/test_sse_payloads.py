@@ -8,8 +8,10 @@ one corrupts or drops what the user sees, or what they are billed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import httpx
 import pytest
 
 from gateway.adaptors._sse import SSEPayloads, parse_payload
@@ -337,3 +339,46 @@ def test_a_null_finish_reason_in_both_spacings_passes():
     assert plain_payload(spaced(compact), True) == spaced(compact)
     assert plain_payload(spaced(chunk(None, finish="stop")), True) is None
     assert b'"finish_reason": "stop"' in spaced(chunk(None, finish="stop"))
+
+
+# -- sse_events: the named events of Anthropic, Gemini, Cloudflare and Replicate, on the same framing --
+
+
+class _Reads(httpx.AsyncByteStream):
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    async def __aiter__(self):
+        for piece in self.pieces:
+            yield piece
+
+
+def named_events(body: bytes, cut: int) -> list[tuple[str, str]]:
+    from gateway.adaptors._sse import sse_events
+
+    pieces = [body[i:i + cut] for i in range(0, len(body), cut)]
+    response = httpx.Response(200, stream=_Reads(pieces))
+
+    async def collect() -> list[tuple[str, str]]:
+        return [pair async for pair in sse_events(response)]
+
+    return asyncio.run(collect())
+
+
+ANTHROPIC_LIKE = ('event: message_start\ndata: {"type":"message_start"}\n\n'
+                  ': ping\n\n'
+                  'event: content_block_delta\ndata: {"type":"content_block_delta",\ndata: "text":"你好"}\n\n'
+                  'data: {"unnamed":true}\n\n'
+                  'event: message_stop\ndata: {"type":"message_stop"}')  # no closing blank line
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("cut", [1, 2, 7, 10_000])
+def test_named_events_survive_any_split_and_line_ending(newline, cut):
+    body = ANTHROPIC_LIKE.replace("\n", newline).encode()
+    assert named_events(body, cut) == [
+        ("message_start", '{"type":"message_start"}'),
+        ("content_block_delta", '{"type":"content_block_delta",\n"text":"你好"}'),  # data lines joined by LF
+        ("message", '{"unnamed":true}'),
+        ("message_stop", '{"type":"message_stop"}'),
+    ]
