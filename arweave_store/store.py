@@ -21,6 +21,8 @@ handling the same row could not charge or refund twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -28,10 +30,11 @@ import json
 import logging
 import os
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 
@@ -53,6 +56,7 @@ from gateway.money import format_usd
 from gateway.settings import Settings
 
 log = logging.getLogger("permachat.arweave")
+T = TypeVar("T")
 
 # Transient failures (gateway down, 5xx, timeouts) are retried this long; a refusal (4xx) is final,
 # and that is how an expired anchor shows itself, so a dead transaction fails well before this.
@@ -331,17 +335,19 @@ class UploadStore:
                                   note=f"refund: Arweave transaction {row.tx_id} failed: {reason}")
         self._remove_copy(row.tx_id)
 
-    async def follow(self) -> None:
-        """One pass over every unfinished upload (the tracker calls this on a timer)."""
+    async def follow(self, stopping: asyncio.Event | None = None) -> None:
+        """One pass over every unfinished upload (the tracker calls this on a timer); ends early once ``stopping``."""
         rows = await run_sync(lambda: list(Upload.select().where(Upload.status.in_(("received", "posted")))
                                            .order_by(Upload.id).limit(500)))
         for row in rows:
+            if stopping is not None and stopping.is_set():
+                return
             if row.status == "received" and not self._may_resume(row):
                 continue
             try:
                 # Inside the try: a stop that cancels this pass while the claim is being written
                 # still gives the lease back (releasing a lease this process does not hold is a no-op).
-                claimed = await run_sync(lambda row=row: self._claim(row.id))
+                claimed = await _finish_even_if_cancelled(run_sync(lambda row=row: self._claim(row.id)))
                 if claimed is None:
                     continue  # another process is handling it, or finished it since the list was read
                 if claimed.status != row.status:  # moved on since the list was read (posted elsewhere)
@@ -439,6 +445,22 @@ class UploadStore:
                 "cost_usd": format_usd(0 if row.status == "failed" else cost), "status": row.status,
                 "confirmations": row.confirmations, "error": row.last_error if row.status == "failed" else "",
                 "created_at": row.created_at.replace(tzinfo=dt.UTC).isoformat()}
+
+
+async def _finish_even_if_cancelled(work: Awaitable[T]) -> T:
+    """Await ``work``; if the caller is cancelled meanwhile, wait for it to end before the cancel goes on.
+
+    For a database write in a worker thread: the cancel would otherwise reach the
+    caller while the thread is still writing, and what the caller's ``finally``
+    then does (give the lease back) could run before the write it undoes.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
 
 
 def _note_attempt(tx_id: str, error: str) -> Upload:

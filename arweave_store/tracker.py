@@ -7,37 +7,50 @@ conditional updates make concurrent followers safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from arweave_store.store import UploadStore
 
 log = logging.getLogger("permachat.arweave")
 
+# A pass between two uploads stops at once; one posting a large file may take a while.
+STOP_GRACE = 5.0
+
 
 class Tracker:
+    """Runs :meth:`UploadStore.follow` every ``interval`` seconds until :meth:`stop`."""
+
     def __init__(self, store: UploadStore, interval: float) -> None:
         self.store = store
         self.interval = max(0.05, interval)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
-                await self.store.follow()
+                await self.store.follow(self._stopping)
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad pass (database busy, gateway down) must not end the follower
                 log.exception("the upload tracker's pass failed; trying again in %.0f s", self.interval)
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self.run(), name="arweave-tracker")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Let the pass finish the upload it is on (it gives its lease back); cancel it after ``grace`` seconds."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        self._task = None
