@@ -43,7 +43,7 @@ from gateway.holds import Registry
 from gateway.invalidation import Watcher
 from gateway.ledger import Ledger
 from gateway.models import Token, User
-from gateway.ratelimit import RateLimiter, RedisRateLimiter
+from gateway.ratelimit import RateLimiter
 from gateway.relay import ChatStream, Relay
 from gateway.settings import Settings
 from gateway.suspensions import SuspensionBus
@@ -82,8 +82,7 @@ class Gateway:
         self.keys = KeyCache()
         self.pool = ChannelPool()
         self.ledger = Ledger()
-        self.limiter = (RedisRateLimiter(settings.redis_url, settings.secret_key) if settings.redis_url
-                        else RateLimiter())
+        self.limiter = RateLimiter(settings.redis_url, settings.secret_key)
         self.registry = Registry(timeout=settings.process_timeout_seconds)
         self.relay = Relay(http, self.pool, self.ledger, self.limiter, default_max_tokens=settings.default_max_tokens,
                            process_id=self.registry.id)

@@ -24,7 +24,8 @@ def init_app(app: Flask) -> None:
 
     settings = app.config["PERMACHAT_SETTINGS"]
     app.extensions["permachat.console_limits"] = Limits(settings.redis_url, settings.registrations_per_hour,
-                                                             settings.login_failures_per_hour)
+                                                             settings.login_failures_per_hour,
+                                                             namespace=settings.secret_key)
     app.add_template_filter(lambda units: format_usd(int(units or 0)), "usd")
     csrf.exempt(api_bp)
     for blueprint in (bp, pages_bp, admin_bp, api_bp):

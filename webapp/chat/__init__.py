@@ -10,11 +10,11 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from webapp.chat import free_tier
+    from gateway.ratelimit import Limiter
     from webapp.chat.views import bp
 
     settings = app.config["PERMACHAT_SETTINGS"]
     if settings.redis_url:
-        app.extensions["permachat.free_limiter"] = free_tier.RateLimiter(
-            shared=free_tier.RedisWindows(settings.redis_url, settings.secret_key))
+        app.extensions["permachat.free_limiter"] = Limiter("free", 60.0, redis_url=settings.redis_url,
+                                                           namespace=settings.secret_key)
     app.register_blueprint(bp)

@@ -7,17 +7,13 @@ migration) whose balance is reset to the daily budget at the first free chat of
 each UTC day, so the gateway's atomic reservation is what caps the day's spend.
 Only a chat sent does that reset: viewing a page never moves money. The per-visitor rate
 limit counts in this process, or, with ``PERMACHAT_REDIS_URL`` set, in Redis, so that every
-worker and replica shares it (:class:`RedisWindows`; per process again while Redis is down).
+worker and replica shares it (:class:`gateway.ratelimit.Limiter`; per process again while Redis is down).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-import threading
-import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -28,6 +24,7 @@ from gateway.db import db
 from gateway.keys import display_prefix, hash_secret, new_api_key
 from gateway.models import AuditLog, Option, Token, User, utcnow
 from gateway.money import MoneyError, format_usd, parse_usd, usd_to_units
+from gateway.ratelimit import Limiter
 
 log = logging.getLogger("permachat.chat")
 
@@ -178,99 +175,10 @@ def remaining_today(config: FreeTierConfig) -> str:
     return format_usd(max(0, User.get_by_id(system_user().id).quota))
 
 
-class RedisWindows:
-    """Fixed one-minute windows in Redis, one count per key shared by every process and replica.
-
-    Each key is counted first and checked after (``INCR``), and a refused
-    request takes its counts back, so concurrent requests on several replicas
-    can never be let through beyond the limit.
-    """
-
-    def __init__(self, url: str, namespace: str) -> None:
-        import redis
-
-        self.client: Any = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        # Replicas of one deployment share its secret key; other deployments on the same Redis must not share.
-        self.prefix = "permachat:free:" + hashlib.sha256(namespace.encode()).hexdigest()[:12]
-
-    def hit(self, keys: list[str], limit: int) -> float | None:
-        now = time.time()
-        minute = int(now // 60)
-        names = [f"{self.prefix}:{key}:{minute}" for key in keys]
-        pipe = self.client.pipeline(transaction=True)
-        for name in names:
-            pipe.incr(name)
-            pipe.expire(name, 120)
-        counts = pipe.execute()[::2]
-        if all(count <= limit for count in counts):
-            return None
-        pipe = self.client.pipeline(transaction=True)
-        for name in names:
-            pipe.decr(name)
-        pipe.execute()
-        return (minute + 1) * 60 - now
-
-    def reset(self) -> None:
-        names = list(self.client.scan_iter(match=self.prefix + ":*", count=1000))
-        if names:
-            self.client.delete(*names)
+limiter = Limiter("free", 60.0)  # one app without Redis (and tests); see current_limiter
 
 
-class RateLimiter:
-    """Sliding one-minute windows per key, in this process; or ``shared`` (Redis) windows when given."""
-
-    def __init__(self, window: float = 60.0, shared: RedisWindows | None = None) -> None:
-        self.window = window
-        self.shared = shared
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-        self._warned = False
-
-    def hit(self, keys: list[str], limit: int) -> float | None:
-        """Count one request for every key; None if allowed, else seconds until it would be."""
-        if self.shared is not None:
-            try:
-                wait = self.shared.hit(keys, limit)
-            except Exception as exc:  # Redis down: keep serving, counted per process
-                if not self._warned:
-                    log.warning("the free tier's rate limit falls back to this process's memory: Redis failed (%s)",
-                                exc)
-                    self._warned = True
-            else:
-                self._warned = False
-                return wait
-        now = time.monotonic()
-        with self._lock:
-            waits = []
-            for key in keys:
-                hits = self._hits.setdefault(key, deque())
-                while hits and hits[0] <= now - self.window:
-                    hits.popleft()
-                if len(hits) >= limit:
-                    waits.append(hits[0] + self.window - now)
-            if waits:
-                return max(waits)
-            for key in keys:
-                self._hits[key].append(now)
-            if len(self._hits) > 100_000:
-                self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self.window}
-            return None
-
-    def reset(self) -> None:
-        """Forget every count (an admin raised the limit; tests start afresh)."""
-        with self._lock:
-            self._hits.clear()
-        if self.shared is not None:
-            try:
-                self.shared.reset()
-            except Exception:  # noqa: BLE001 - Redis down: nothing shared to forget
-                log.warning("could not reset the free tier's counts in Redis", exc_info=True)
-
-
-limiter = RateLimiter()  # one app without Redis (and tests); see current_limiter
-
-
-def current_limiter() -> RateLimiter:
+def current_limiter() -> Limiter:
     """The Flask app's limiter: shared through Redis when ``PERMACHAT_REDIS_URL`` is set."""
     from flask import current_app
 

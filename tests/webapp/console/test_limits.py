@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from tests.conftest import free_port
 from tests.webapp.console.conftest import login, text_of
-from webapp.account.limits import FailureLimiter, RedisStore
+from webapp.account.limits import FailureLimiter
 
 
 def test_two_replicas_share_the_login_limit_through_redis(settings, database, user, redis_url):
@@ -24,11 +24,12 @@ def test_two_replicas_share_the_login_limit_through_redis(settings, database, us
 
 
 def test_a_redis_that_goes_away_falls_back_to_memory(redis_url):
-    limiter = FailureLimiter("t", limit=2, window=60)
-    limiter.store = RedisStore(redis_url)
+    limiter = FailureLimiter("t", limit=2, window=60, redis_url=redis_url, namespace=f"test-{free_port()}")
     limiter.fail("k")
     assert limiter.retry_after("k") == 0
-    limiter.store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    assert limiter.counts.shared.count("k")[0] == 1  # counted in Redis, not in memory
+    limiter.counts.shared.url = f"redis://127.0.0.1:{free_port()}/0"  # nobody listens there
+    limiter.counts.shared._sync = None
     limiter.fail("k")
     limiter.fail("k")
     assert 59 <= limiter.retry_after("k") <= 61
