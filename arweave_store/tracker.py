@@ -26,31 +26,36 @@ class Tracker:
         self.interval = max(0.05, interval)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._in_pass = False
 
     async def run(self) -> None:
         while not self._stopping.is_set():
+            self._in_pass = True
             try:
                 await self.store.follow(self._stopping)
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad pass (database busy, gateway down) must not end the follower
                 log.exception("the upload tracker's pass failed; trying again in %.0f s", self.interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            finally:
+                self._in_pass = False
+            if not self._stopping.is_set():
+                await asyncio.sleep(self.interval)
 
     def start(self) -> None:
         self._stopping.clear()
         self._task = asyncio.create_task(self.run(), name="arweave-tracker")
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
-        """Let the pass finish the upload it is on (it gives its lease back); cancel it after ``grace`` seconds."""
-        if self._task is None:
+        """Let a pass finish the upload it is on (it gives its lease back), cancelling it after ``grace`` s."""
+        task, self._task = self._task, None
+        if task is None:
             return
         self._stopping.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), grace)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
+        if self._in_pass:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), grace)
+        if not task.done():  # asleep between passes (nothing to finish), or past its grace
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

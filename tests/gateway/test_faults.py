@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.models import Hold, RequestLog
+from kernel.models import Hold, RequestLog
 from tests.conftest import free_port
 from tests.gateway.helpers import wait_for
 
@@ -190,8 +190,8 @@ def test_postgresql_connections_cut_under_load_cost_nothing_and_heal(postgres_ur
 
     import psycopg2
 
-    from gateway import accounts
-    from gateway.models import User
+    import accounts
+    from kernel.models import User
     from tests.conftest import migrate_database
     from tests.processes import clean_env
     from tests.processes import serve as serve_process
@@ -297,6 +297,6 @@ def test_redis_going_away_leaves_the_gateway_serving_and_says_so(started, redis_
             assert client.chat.completions.create(model="gpt-4o-mini", messages=MSGS).choices
         else:
             assert list(client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))
-    assert "rate limits fall back to this process's memory" in caplog.text
+    assert "the rpm limit falls back to this process's memory" in caplog.text
     rows = assert_clean(server, acct, before, 6, baseline)
     assert all(r.status_code == 200 for r in rows)
