@@ -13,8 +13,8 @@ from arweave_store.errors import PaymentRequired
 from arweave_store.store import UploadStore
 from arweave_store.tickets import read_ticket
 from gateway.auth import KeyInfo, check_key, extract_key, load_key
-from gateway.errors import AuthenticationError, InsufficientQuotaError
-from gateway.models import Token
+from kernel.errors import AuthenticationError, InsufficientQuotaError
+from kernel.models import Token
 
 NO_KEY = ("Uploading to Arweave needs an API key with a balance; free-tier visitors cannot upload. "
           "Send it as 'Authorization: Bearer sk-...' (or unlock a key on the chat page).")

@@ -12,8 +12,8 @@ from arweave_store.client import ArweaveClient, ArweaveError
 from arweave_store.models import Upload
 from arweave_store.wallet import WalletError, create_wallet, load_wallet
 from gateway.cli import with_db
-from gateway.money import MoneyError
-from gateway.settings import Settings, SettingsError
+from kernel.money import MoneyError
+from kernel.settings import Settings, SettingsError
 
 
 def _settings() -> Settings:

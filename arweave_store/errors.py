@@ -1,6 +1,6 @@
 """Upload errors, in the gateway's tree so they render as OpenAI-shaped JSON.
 
-    GatewayError (gateway.errors)
+    GatewayError (kernel.errors)
     ├── PaymentRequired      402  insufficient_quota    the key or account cannot cover the quote
     ├── UploadsUnavailable   503  server_error          no wallet configured, or it cannot be read
     └── UploadNotFound       404  invalid_request_error no such upload
@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from gateway.errors import GatewayError
+from kernel.errors import GatewayError
 
 
 class PaymentRequired(GatewayError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from peewee import BigIntegerField, CharField, DateTimeField, IntegerField, TextField
 
-from gateway.db import BaseModel
-from gateway.models import utcnow
+from kernel.db import BaseModel
+from kernel.models import utcnow
 
 
 class Upload(BaseModel):
@@ -29,7 +29,7 @@ class Upload(BaseModel):
     created_at = DateTimeField(default=utcnow)
     posted_at = DateTimeField(null=True)
     confirmed_at = DateTimeField(null=True)
-    # The serving process (gateway.holds) handling it now: its request, or a tracker's pass. Free when
+    # The serving process (billing.holds) handling it now: its request, or a tracker's pass. Free when
     # empty or when that process is no longer registered (it stopped, or died and was swept).
     lease_owner = CharField(max_length=32, default="")
 

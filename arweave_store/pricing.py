@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-from gateway.models import Option
-from gateway.money import UNITS_PER_USD, format_usd, parse_usd, usd_to_units
+from kernel.models import Option
+from kernel.money import UNITS_PER_USD, format_usd, parse_usd, usd_to_units
 
 USD_PER_AR_KEY = "arweave_usd_per_ar"
 MIN_FEE_KEY = "arweave_min_fee_usd"
@@ -51,7 +51,7 @@ def read_rates() -> Rates:
 
 
 def set_rates(*, usd_per_ar: str | None = None, min_fee_usd: str | None = None) -> Rates:
-    """Validate and store new rates; raises ``gateway.money.MoneyError`` with a readable message."""
+    """Validate and store new rates; raises ``kernel.money.MoneyError`` with a readable message."""
     if usd_per_ar is not None:
         Option.write(USD_PER_AR_KEY, str(parse_usd(usd_per_ar)))
     if min_fee_usd is not None:

@@ -23,7 +23,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from arweave_store.errors import PaymentRequired
-from gateway.errors import BadRequest, BodyTooLarge
+from kernel.errors import BadRequest, BodyTooLarge
 
 MULTIPART_SLACK = 64 * 1024  # room for part headers and boundaries around the file
 DEFAULT_TYPE = "application/octet-stream"

@@ -28,13 +28,13 @@ from arweave_store.store import TX_ID, UploadStore
 from arweave_store.tracker import Tracker
 from arweave_store.wallet import WalletError, load_wallet
 from gateway.auth import client_ip
-from gateway.db import run_sync
-from gateway.errors import (
+from kernel.db import run_sync
+from kernel.errors import (
     BadRequest,
     GatewayError,
     error_response,
 )
-from gateway.settings import Settings
+from kernel.settings import Settings
 
 log = logging.getLogger("permachat.arweave")
 

@@ -15,7 +15,7 @@ which the tracker runs every few seconds on every replica. Each unfinished uploa
 is handled by one process at a time, the one holding its lease
 (``Upload.lease_owner``, see :meth:`UploadStore._claim`), so replicas never post
 the same upload together. And every money move is a conditional status change
-and a :mod:`gateway.quota` call in one transaction, so even two processes
+and a :mod:`billing.quota` call in one transaction, so even two processes
 handling the same row could not charge or refund twice.
 """
 
@@ -47,13 +47,13 @@ from arweave_store.models import Upload
 from arweave_store.receive import Received
 from arweave_store.transaction import Tag, Transaction, sign_transaction
 from arweave_store.wallet import Wallet
-from gateway import quota
+from billing import quota
 from gateway.auth import KeyCache, KeyInfo
-from gateway.db import db, run_sync
-from gateway.errors import UpstreamError
-from gateway.models import RequestLog, ServingProcess, Token, User, utcnow
-from gateway.money import format_usd
-from gateway.settings import Settings
+from kernel.db import db, run_sync
+from kernel.errors import UpstreamError
+from kernel.models import RequestLog, ServingProcess, Token, User, utcnow
+from kernel.money import format_usd
+from kernel.settings import Settings
 
 log = logging.getLogger("permachat.arweave")
 T = TypeVar("T")
@@ -120,7 +120,7 @@ class UploadStore:
     def __init__(self, settings: Settings, client: ArweaveClient, wallet: Wallet | None,
                  wallet_problem: str = "", *, process_id: str = "") -> None:
         self.settings = settings
-        # This serving process's id (gateway.holds.Registry): the owner written on the uploads it handles.
+        # This serving process's id (billing.holds.Registry): the owner written on the uploads it handles.
         # Empty: no registry (a store used on its own), so no leases and only the in-process guards below.
         self.process_id = process_id
         self.client = client
@@ -375,7 +375,7 @@ class UploadStore:
 
         One conditional UPDATE, so of two processes claiming at once exactly one
         gets it; a process that dies keeps its leases only until it is swept
-        (gateway.holds), and a clean stop unregisters it at once.
+        (billing.holds), and a clean stop unregisters it at once.
         """
         if self.process_id and not Upload.update(lease_owner=self.process_id).where(
                 (Upload.id == upload_id) & Upload.status.in_(("received", "posted"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from gateway.errors import AuthenticationError
+from kernel.errors import AuthenticationError
 
 SALT = "permachat.arweave.upload-ticket"
 MAX_AGE = 600  # seconds; a page asks for a new one when it is reloaded

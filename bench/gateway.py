@@ -51,7 +51,7 @@ def serve(kind: str, port: int, upstream: str) -> None:
     elif kind in ("floor", "floor-tx"):
         app = floor_app(upstream, direct=kind == "floor-tx")
     else:
-        from gateway.settings import Settings
+        from kernel.settings import Settings
         from webapp.asgi import create_asgi_app
 
         app = create_asgi_app(Settings.from_env())
@@ -71,7 +71,7 @@ def floor_app(upstream: str, *, direct: bool = False):
     from starlette.routing import Route
 
     from gateway import http_client
-    from gateway.settings import Settings
+    from kernel.settings import Settings
 
     http = http_client.upstream_client(Settings.from_env().upstream_timeout)
     url = upstream + "/v1/chat/completions"
@@ -141,9 +141,9 @@ def start(kind: str, env: dict[str, str], upstream: str = "") -> tuple[subproces
 def prepare_database(data_dir: str, upstream: str) -> str:
     """Migrate a fresh SQLite database with a funded key, a channel and a price; returns the key."""
     os.environ["PERMACHAT_DATA_DIR"] = data_dir
-    from gateway import accounts
-    from gateway.db import bind
-    from gateway.settings import Settings
+    import accounts
+    from kernel.db import bind
+    from kernel.settings import Settings
     from migrations import runner
 
     settings = Settings.from_env()

@@ -256,7 +256,7 @@ def drop_postgres(admin_url: str, url: str) -> None:
 
 
 def open_ledger(url: str):
-    from gateway.db import bind
+    from kernel.db import bind
 
     database = bind(url)
     database.connect(reuse_if_open=True)
@@ -264,7 +264,7 @@ def open_ledger(url: str):
 
 
 def balance(url: str) -> int:
-    from gateway.models import User
+    from kernel.models import User
 
     database = open_ledger(url)
     try:
@@ -277,7 +277,7 @@ def money(url: str, start_quota: int) -> dict:
     """Whether the account's balance and its log rows agree, once every hold is gone."""
     from peewee import fn
 
-    from gateway.models import Hold, RequestLog, Token, User
+    from kernel.models import Hold, RequestLog, Token, User
 
     database = open_ledger(url)
     try:

@@ -1,8 +1,8 @@
 """Durable holds: what each running process has reserved, and settling it when a process stops.
 
 A request's reservation is a row in ``hold``, written in the same transaction
-that takes the units (:func:`gateway.quota.reserve_in`) and deleted in the one
-that settles or refunds them (:func:`gateway.quota.claim_holds`). So nothing
+that takes the units (:func:`billing.quota.reserve_in`) and deleted in the one
+that settles or refunds them (:func:`billing.quota.claim_holds`). So nothing
 about money lives only in memory: a process killed mid-request (OOM,
 ``kill -9``, a host reboot) leaves its rows behind, and this module settles
 them.
@@ -17,7 +17,7 @@ every few seconds. A process is dead when
 
 Settling a dead process's holds (:func:`resolve_process`) bills what its last
 checkpoint proved was generated (streams checkpoint every 2 s, see
-:class:`gateway.ledger.Ledger.checkpoint`), refunds the rest and writes a log
+:class:`billing.ledger.Ledger.checkpoint`), refunds the rest and writes a log
 row with status 503 and an error starting ``interrupted``; all in one
 transaction that deletes the rows first, so two processes sweeping at once, or
 a process wrongly thought dead settling its own requests, cannot move the same
@@ -33,10 +33,10 @@ import logging
 import os
 import socket
 
-from gateway import quota
-from gateway.db import db, run_sync, sql
-from gateway.models import ServingProcess, utcnow
-from gateway.writes import run_write
+from billing import quota
+from billing.writes import run_write
+from kernel.db import db, run_sync, sql
+from kernel.models import ServingProcess, utcnow
 
 log = logging.getLogger("permachat.gateway")
 

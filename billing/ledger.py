@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import quota
-from gateway.db import db, run_sync, sql
-from gateway.models import RequestLog, utcnow
-from gateway.writes import checkpoint, run_write, try_inline_peewee
+from billing import quota
+from billing.writes import checkpoint, run_write, try_inline_peewee
+from kernel.db import db, run_sync, sql
+from kernel.models import RequestLog, utcnow
 
 log = logging.getLogger("permachat.gateway")
 
@@ -76,7 +76,7 @@ class Ledger:
         """Record on a request's hold what it has provably used so far (written with the next batch).
 
         If the process dies before the request settles, the process that settles
-        its hold bills this much and refunds the rest (see :mod:`gateway.holds`).
+        its hold bills this much and refunds the rest (see :mod:`billing.holds`).
         Only the latest checkpoint of each hold is written.
         """
         self._checkpoints[hold_id] = (units, prompt_tokens, completion_tokens, channel_id)
@@ -106,7 +106,7 @@ class Ledger:
             try:
                 await self._write_batch()
                 if loop.time() - checkpointed > CHECKPOINT_SECONDS:
-                    # Inline writes never checkpoint the WAL themselves (see gateway.writes).
+                    # Inline writes never checkpoint the WAL themselves (see billing.writes).
                     checkpointed = loop.time()
                     await run_sync(checkpoint)
             except Exception:  # keep the writer alive; the batch was re-queued

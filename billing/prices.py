@@ -1,6 +1,6 @@
 """What a request costs, in quota units, from a model's price and its usage.
 
-A model without a :class:`~gateway.models.ModelPrice` row is refused, unless the
+A model without a :class:`~kernel.models.ModelPrice` row is refused, unless the
 admin set an explicit default in the ``default_price`` option: never a silent
 multiplier. The option's value is USD per million tokens (and per call)::
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.adaptors.base import Usage
-from gateway.models import ModelPrice
-from gateway.money import MoneyError, cost_of_tokens, parse_usd, usd_to_units
+from billing.usage import Usage
+from kernel.models import ModelPrice
+from kernel.money import MoneyError, cost_of_tokens, parse_usd, usd_to_units
 
 DEFAULT_PRICE_OPTION = "default_price"
 

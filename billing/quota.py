@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from gateway.db import db, sql
-from gateway.models import RequestLog, Token, User, utcnow
+from kernel.db import db, sql
+from kernel.models import RequestLog, Token, User, utcnow
 
 
 class InsufficientQuota(Exception):
@@ -35,7 +35,7 @@ class Reservation:
     units: int
     settled: bool = False
     spender_id: int | None = None  # the key whose spend is counted, limited or not
-    hold_id: str | None = None  # its row in ``hold`` (see :mod:`gateway.holds`); None: kept elsewhere or free
+    hold_id: str | None = None  # its row in ``hold`` (see :mod:`billing.holds`); None: kept elsewhere or free
 
     @property
     def spender(self) -> int | None:
@@ -44,7 +44,7 @@ class Reservation:
 
 # The hot path's statements, written out once: Peewee's query builder costs more
 # than SQLite itself here. Identifiers are quoted because "user" is reserved in
-# PostgreSQL; ``?`` becomes the driver's placeholder (see gateway.db.sql).
+# PostgreSQL; ``?`` becomes the driver's placeholder (see kernel.db.sql).
 _TAKE_USER = 'UPDATE "user" SET "quota" = "quota" - ? WHERE "id" = ? AND "quota" >= ?'
 _TAKE_TOKEN = 'UPDATE "token" SET "remain_quota" = "remain_quota" - ? WHERE "id" = ? AND "remain_quota" >= ?'
 _GIVE_USER = 'UPDATE "user" SET "quota" = "quota" + ? WHERE "id" = ?'
@@ -88,7 +88,7 @@ def reserve(user_id: int, token_id: int | None, units: int, *, token_unlimited: 
     """Hold ``units`` from the account and, unless unlimited, from the key. All or nothing.
 
     With ``hold``, the reservation is also written to the ``hold`` table in the
-    same transaction, so it outlives this process (see :mod:`gateway.holds`).
+    same transaction, so it outlives this process (see :mod:`billing.holds`).
     """
     with db.atomic():
         # Raising inside atomic() rolls back the account's part too.

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from peewee import InterfaceError, OperationalError
 
-from gateway.db import db, drop_after, is_sqlite, run_connected
+from kernel.db import db, drop_after, is_sqlite, run_connected
 
 T = TypeVar("T")
 Op = Callable[[], Any]

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import AuthenticationError, InsufficientQuotaError, PermissionDenied
-from gateway.keys import hash_secret
-from gateway.models import Token, User, utcnow
+from kernel.errors import AuthenticationError, InsufficientQuotaError, PermissionDenied
+from kernel.keys import hash_secret
+from kernel.models import Token, User, utcnow
 
 KEY_HEADERS = ("x-api-key", "api-key", "x-goog-api-key")
 CACHE_SECONDS = 3.0

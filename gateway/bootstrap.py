@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from gateway.accounts import SYSTEM_ROLE, add_channel, create_user
-from gateway.models import Channel, User
-from gateway.settings import Settings
+from accounts import SYSTEM_ROLE, add_channel, create_user
+from kernel.models import Channel, User
+from kernel.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 
+from billing.prices import DEFAULT_PRICE_OPTION, Price, default_price
 from gateway import invalidation
 from gateway.adaptors import adaptor_class
 from gateway.adaptors.base import Adaptor, ChannelConfig
-from gateway.models import Channel, ModelPrice, Option, utcnow
-from gateway.prices import DEFAULT_PRICE_OPTION, Price, default_price
+from kernel.models import Channel, ModelPrice, Option, utcnow
 
 log = logging.getLogger("permachat.gateway")
 

@@ -14,8 +14,7 @@ from typing import Any
 import click
 from peewee import PeeweeException
 
-from gateway import invalidation
-from gateway.accounts import (
+from accounts import (
     CHANNEL_TYPES,
     AccountError,
     add_channel,
@@ -27,8 +26,9 @@ from gateway.accounts import (
     set_price,
     topup,
 )
-from gateway.models import Channel
-from gateway.money import format_usd
+from gateway import invalidation
+from kernel.models import Channel
+from kernel.money import format_usd
 
 # Set by webapp.cli: binds the database for the settings in the click context.
 DatabaseOpener = Callable[[click.Context], None]

@@ -20,8 +20,8 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
-from gateway.db import run_sync
-from gateway.models import Option
+from kernel.db import run_sync
+from kernel.models import Option
 
 log = logging.getLogger("permachat.gateway")
 

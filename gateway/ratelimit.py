@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.errors import RateLimited
+from kernel.errors import RateLimited
 
 log = logging.getLogger("permachat.gateway")
 

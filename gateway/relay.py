@@ -7,9 +7,9 @@ from reservation to log row; :class:`ChatStream` is a streamed chat completion
 
 Two database writes happen per request: the reservation (an atomic conditional
 UPDATE, which must happen before the upstream is called; on SQLite it usually
-runs inline, see :func:`gateway.writes.try_inline`, else in the writer thread)
+runs inline, see :func:`billing.writes.try_inline`, else in the writer thread)
 and the settlement with its log row, batched off the request's path (see
-:mod:`gateway.ledger`).
+:mod:`billing.ledger`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from gateway import http_client, quota, tokens
+from billing import quota, tokens
+from billing.ledger import Entry, Ledger
+from billing.prices import Price
+from billing.writes import run_write, try_inline
+from gateway import http_client
 from gateway.adaptors._sse import parse_payload
 from gateway.adaptors.base import (
     CHAT,
@@ -45,7 +49,9 @@ from gateway.adaptors.base import (
 )
 from gateway.auth import KeyInfo
 from gateway.channels import ChannelInfo, ChannelPool, disable_channel, record_error
-from gateway.errors import (
+from gateway.ratelimit import RateLimiter
+from gateway.validation import validate_chat, validate_completion, wants_usage
+from kernel.errors import (
     GatewayError,
     InsufficientQuotaError,
     NotFound,
@@ -53,17 +59,12 @@ from gateway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from gateway.ledger import Entry, Ledger
-from gateway.money import format_usd
-from gateway.prices import Price
-from gateway.ratelimit import RateLimiter
-from gateway.validation import validate_chat, validate_completion, wants_usage
-from gateway.writes import run_write, try_inline
+from kernel.money import format_usd
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 5
 MIN_HOLD = 1  # units a priced request holds at least (see Relay.prepare)
-# How often a stream records on its hold what it has generated (what a crash would bill; see gateway.holds).
+# How often a stream records on its hold what it has generated (what a crash would bill; see billing.holds).
 CHECKPOINT_SECONDS = 2.0
 CLIENT_CLOSED = 499  # nginx's status for "the client went away"
 
@@ -102,7 +103,7 @@ class Relay:
     def __init__(self, http: httpx.AsyncClient, pool: ChannelPool, ledger: Ledger, limiter: RateLimiter, *,
                  default_max_tokens: int = tokens.DEFAULT_MAX_OUTPUT, process_id: str = "") -> None:
         self.http = http
-        # Written on every hold this relay takes: the process that must settle it (see gateway.holds).
+        # Written on every hold this relay takes: the process that must settle it (see billing.holds).
         self.process_id = process_id
         self.pool = pool
         self.ledger = ledger

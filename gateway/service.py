@@ -15,9 +15,9 @@ The HTTP routes (``/v1/...`` and the same paths without ``/v1``), the chat page
 
 Error contract of :meth:`Gateway.chat`: everything that can go wrong before the
 first chunk (bad body, model not allowed, no price, no quota, rate limit, every
-channel failing) raises a :class:`gateway.errors.GatewayError` from
+channel failing) raises a :class:`kernel.errors.GatewayError` from
 ``__aenter__``; nothing has been billed then. A failure after the first chunk
-raises :class:`gateway.errors.UpstreamError` from the iteration, after the
+raises :class:`kernel.errors.UpstreamError` from the iteration, after the
 chunks that did arrive; the request is billed for what was generated.
 """
 
@@ -33,21 +33,21 @@ import anyio.to_thread
 import httpx
 from starlette.routing import BaseRoute
 
-from gateway import tokens
+from billing import tokens
+from billing.holds import Registry
+from billing.ledger import Ledger
 from gateway.adaptors.base import CHAT, ChatRequest, Usage
 from gateway.auth import KeyCache, KeyInfo, check_key, load_key_by_id
 from gateway.channels import REFRESH_SECONDS, ChannelPool, load_snapshot
-from gateway.db import run_sync
-from gateway.errors import AuthenticationError
-from gateway.holds import Registry
 from gateway.invalidation import Watcher
-from gateway.ledger import Ledger
-from gateway.models import Token, User
 from gateway.ratelimit import RateLimiter
 from gateway.relay import ChatStream, Relay
-from gateway.settings import Settings
 from gateway.suspensions import SuspensionBus
 from gateway.validation import validate_chat
+from kernel.db import run_sync
+from kernel.errors import AuthenticationError
+from kernel.models import Token, User
+from kernel.settings import Settings
 
 log = logging.getLogger("permachat.gateway")
 
@@ -148,9 +148,9 @@ class Gateway:
 
         Plain routes, to be added to the root app before the Flask mount (lifespan
         does not reach mounted apps). Other request formats add theirs through
-        :data:`gateway.routes.EXTRA_ROUTES`.
+        :data:`gateway.http.routes.EXTRA_ROUTES`.
         """
-        from gateway.routes import build_routes
+        from gateway.http.routes import build_routes
 
         return build_routes(self)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from gateway.errors import BadRequest, BodyTooLarge
+from kernel.errors import BadRequest, BodyTooLarge
 
 # Far past the longest output any model offers, and low enough that
 # ``MAX_TOKENS * MAX_N`` tokens at any price stay far inside a 64-bit quota.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 
-from gateway.models import sha256_hex
+from kernel.models import sha256_hex
 
 _ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 48

@@ -2,8 +2,8 @@
 
 Schema changes go through numbered files in ``migrations/``; these classes must
 match what the migrations build (a test compares them).
-Quota columns are integer units (see :mod:`gateway.money`) and are changed only
-by conditional ``UPDATE``s (see :mod:`gateway.quota`), never read-modify-write.
+Quota columns are integer units (see :mod:`kernel.money`) and are changed only
+by conditional ``UPDATE``s (see :mod:`billing.quota`), never read-modify-write.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from peewee import (
     TextField,
 )
 
-from gateway.db import BaseModel
+from kernel.db import BaseModel
 
 
 def utcnow() -> dt.datetime:
@@ -200,7 +200,7 @@ class LoginSession(BaseModel):
 
 
 class Hold(BaseModel):
-    """Units a request has taken from a balance and not yet settled (see :mod:`gateway.holds`).
+    """Units a request has taken from a balance and not yet settled (see :mod:`billing.holds`).
 
     Written in the same transaction as the conditional UPDATEs that take the
     units, deleted in the same transaction as the settlement or refund, so a
@@ -230,7 +230,7 @@ class Hold(BaseModel):
 
 
 class ServingProcess(BaseModel):
-    """A running permachat process, alive while its heartbeat is fresh (see :mod:`gateway.holds`)."""
+    """A running permachat process, alive while its heartbeat is fresh (see :mod:`billing.holds`)."""
 
     id = CharField(max_length=32, primary_key=True)
     host = CharField(max_length=255)

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from gateway import db as dbmod
-from gateway.settings import Settings
+from kernel import db as dbmod
+from kernel.settings import Settings
 
 POSTGRES_URL = os.environ.get("PERMACHAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import db as dbmod
-from gateway.money import UNITS_PER_USD
+from kernel import db as dbmod
+from kernel.money import UNITS_PER_USD
 from tests.conftest import migrate_database
 
 PERMACHAT = str(Path(sys.executable).with_name("permachat"))
@@ -56,8 +56,8 @@ def test_user_create_topup_and_token(cli):
     assert re.fullmatch(r"sk-[A-Za-z0-9]{48}\n", key), "only the key, on stdout"
 
     open_db(cli)
-    from gateway.accounts import verify_password
-    from gateway.models import Token, User
+    from accounts import verify_password
+    from kernel.models import Token, User
 
     alice = User.by_email("alice@example.com")
     assert alice.quota == 12.5 * UNITS_PER_USD and alice.role == "user"
@@ -83,7 +83,7 @@ def test_channels_prices_and_codes(cli):
     assert len(codes) == 3 and len(set(codes)) == 3
 
     open_db(cli)
-    from gateway.models import Channel, ModelPrice, RedemptionCode
+    from kernel.models import Channel, ModelPrice, RedemptionCode
 
     channel = Channel.get_by_id(1)
     assert channel.model_mapping == {"fast": "gpt-4o-mini"} and channel.weight == 3 and channel.priority == 5

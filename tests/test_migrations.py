@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from arweave_store.models import TABLES as ARWEAVE_TABLES
-from gateway import db as dbmod
-from gateway.models import TABLES as GATEWAY_TABLES
+from kernel import db as dbmod
+from kernel.models import TABLES as GATEWAY_TABLES
 from migrations import runner
 from tests.conftest import migrate_database
 from webapp.models import TABLES as WEBAPP_TABLES
@@ -43,7 +43,7 @@ def test_postgresql_migrates_from_empty(postgres_url):
     database = migrate_database(postgres_url)
     assert type(database).__name__ == "PooledPostgresqlDatabase"
     assert_schema_matches_models(database)
-    from gateway.accounts import create_user, topup
+    from accounts import create_user, topup
 
     user = create_user("pg@example.com", "password123")
     topup(user, "1.5")
@@ -53,8 +53,8 @@ def test_postgresql_migrates_from_empty(postgres_url):
 
 def test_an_account_already_at_the_free_tier_email_becomes_the_system_account(settings):
     """Registered by someone before the first anonymous visit (the old hole): migrating takes it back."""
-    from gateway.accounts import create_token, create_user, verify_password
-    from gateway.models import Token, User
+    from accounts import create_token, create_user, verify_password
+    from kernel.models import Token, User
 
     database = dbmod.bind(settings.database_url)
     database.connect(reuse_if_open=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gateway.settings import documented_variables
+from kernel.settings import documented_variables
 from webapp.cli import main
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()

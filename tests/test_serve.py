@@ -55,8 +55,8 @@ def test_first_start_creates_admin_and_channel_then_serves(tmp_path):
     listing = subprocess.run([PERMACHAT, "channel", "list"], env=env, capture_output=True, text=True, check=True)
     assert "openai" in listing.stdout and "OpenAI" in listing.stdout
 
-    from gateway.accounts import verify_password
-    from gateway.models import User
+    from accounts import verify_password
+    from kernel.models import User
     from tests.conftest import migrate_database
 
     database = migrate_database(f"sqlite:///{tmp_path / 'data' / 'permachat.db'}")

@@ -14,7 +14,7 @@ def test_one_tokenizer_serves_the_gateway_and_the_chat_page():
         loads = []
         real = bpe_openai.get_encoding
         bpe_openai.get_encoding = lambda name: loads.append(name) or real(name)
-        from gateway import tokens
+        from billing import tokens
         from webapp.chat import conversations
         assert conversations.count_tokens("你好, world") == tokens.count("你好, world") > 0
         tokens.count("again"); conversations.count_tokens("and again")

@@ -13,7 +13,7 @@ from flask_babel import Babel
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
-from gateway.settings import Settings
+from kernel.settings import Settings
 from webapp.ids import IdConverter
 
 LANGUAGES = ("en", "zh")

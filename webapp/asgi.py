@@ -20,10 +20,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from gateway import db as dbmod
 from gateway.http_client import upstream_client
 from gateway.service import Gateway
-from gateway.settings import Settings
+from kernel import db as dbmod
+from kernel.settings import Settings
 from webapp import access_log
 from webapp.static_files import STATIC_DIR, StaticAssets
 
@@ -128,7 +128,7 @@ class Deployment(Starlette):
     Starlette's error middlewares and its walk through the route list (static
     files, Arweave, then the gateway's) wrap every request and every ``send``;
     for a relayed request that was about a tenth of its CPU time. The gateway's
-    endpoints catch their own errors (``gateway.routes.with_request_id``), so
+    endpoints catch their own errors (``gateway.http.routes.with_request_id``), so
     they lose nothing by skipping them. Everything else goes through Starlette.
     """
 

@@ -1,6 +1,6 @@
 """The logged-in account as flask-login sees it, and logging in and out.
 
-A login is a row on the server (:class:`gateway.models.LoginSession`): the
+A login is a row on the server (:class:`kernel.models.LoginSession`): the
 session cookie and the one-year remember cookie carry its secret through
 :meth:`SessionUser.get_id`, so logging out (which deletes the row) ends both,
 even when an old copy of either cookie is sent again.
@@ -11,13 +11,13 @@ from __future__ import annotations
 from flask import session
 from flask_login import UserMixin, current_user, login_user, logout_user
 
-from gateway.accounts import end_all_logins, end_login, login_user_for, start_login
-from gateway.models import User
+from accounts import end_all_logins, end_login, login_user_for, start_login
+from kernel.models import User
 from webapp.chat import keys
 
 
 class SessionUser(UserMixin):
-    """Wraps a :class:`gateway.models.User` row and the login it came through."""
+    """Wraps a :class:`kernel.models.User` row and the login it came through."""
 
     def __init__(self, user: User, login_secret: str) -> None:
         self.user = user

@@ -8,9 +8,9 @@ import click
 from peewee import PeeweeException
 
 from arweave_store.cli import arweave_group
-from gateway import db as dbmod
 from gateway.cli import COMMANDS as GATEWAY_COMMANDS
-from gateway.settings import Settings, SettingsError
+from kernel import db as dbmod
+from kernel.settings import Settings, SettingsError
 
 
 def load_settings(ctx: click.Context) -> Settings:
@@ -91,7 +91,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
                 # The app itself believes forwarded headers, from PERMACHAT_TRUSTED_PROXIES only.
                 log_level=settings.log_level, proxy_headers=False,
                 # On SIGTERM uvicorn stops accepting, waits this long for requests and streams, then
-                # cancels them; each cut request settles what it used (gateway.relay, gateway.holds).
+                # cancels them; each cut request settles what it used (gateway.relay, billing.holds).
                 timeout_graceful_shutdown=settings.shutdown_grace_seconds)
 
 

@@ -16,8 +16,8 @@ from peewee import (
     TextField,
 )
 
-from gateway.db import BaseModel
-from gateway.models import JSONField, utcnow
+from kernel.db import BaseModel
+from kernel.models import JSONField, utcnow
 
 
 class Conversation(BaseModel):

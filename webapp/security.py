@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.wrappers import Response
 
-from gateway.settings import Settings
+from kernel.settings import Settings
 
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",

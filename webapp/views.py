@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
-from gateway import db as dbmod
+from kernel import db as dbmod
 from webapp import LANGUAGES, errors
 from webapp.http import is_htmx
 from webapp.redirects import safe_next

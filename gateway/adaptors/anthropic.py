@@ -5,7 +5,7 @@ default when the client sends none: Anthropic requires one), ``beta`` (sent as
 ``anthropic-beta``). ``reasoning_effort`` (low/medium/high) or a ``thinking``
 object turns on extended thinking, which comes back as ``reasoning_content``.
 The request/response translation functions are also used by the inbound
-``/v1/messages`` endpoint (:mod:`gateway.claude_messages`).
+``/v1/messages`` endpoint (:mod:`gateway.formats.messages`).
 """
 
 from __future__ import annotations

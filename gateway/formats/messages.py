@@ -23,14 +23,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from gateway import tokens
+from billing import tokens
 from gateway.adaptors.anthropic import AnthropicAdaptor, usage_of
 from gateway.adaptors.base import CHAT, Adaptor, ChatRequest, FailureKind, UpstreamFailure, Usage
 from gateway.auth import client_ip, request_key
-from gateway.disconnect import DisconnectWatch, while_connected
-from gateway.errors import BadRequest, GatewayError, UpstreamError
+from gateway.http.disconnect import DisconnectWatch, while_connected
 from gateway.relay import CLIENT_CLOSED, Call, new_request_id
 from gateway.validation import parse_json, read_body, validate_messages
+from kernel.errors import BadRequest, GatewayError, UpstreamError
 
 if TYPE_CHECKING:
     from gateway.service import Gateway

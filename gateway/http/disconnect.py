@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from starlette.types import Receive
 
-from gateway.errors import ClientGone
+from kernel.errors import ClientGone
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from gateway.errors import BadRequest
+from kernel.errors import BadRequest
 
 # RFC 2046 §5.1.1: 1 to 70 characters from this set, not ending in a space.
 _BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")

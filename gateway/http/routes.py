@@ -1,7 +1,7 @@
 """The gateway's HTTP endpoints, each path with and without ``/v1``.
 
 Every response carries ``X-Request-Id``; every error is OpenAI-shaped
-(:func:`gateway.errors.error_response`). Other request formats (Claude's
+(:func:`kernel.errors.error_response`). Other request formats (Claude's
 ``/v1/messages``) plug in through :data:`EXTRA_ROUTES`: a function from the
 :class:`~gateway.service.Gateway` to its routes, one line each.
 """
@@ -21,7 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from gateway import claude_messages, tokens, validation
+from billing import tokens
+from gateway import validation
 from gateway.adaptors.base import (
     COMPLETIONS,
     EMBEDDINGS,
@@ -32,11 +33,12 @@ from gateway.adaptors.base import (
     Usage,
 )
 from gateway.auth import KeyInfo, client_ip, request_key
-from gateway.disconnect import DisconnectWatch, while_connected
-from gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
-from gateway.multipart import parse_form
+from gateway.formats import messages as claude_messages
+from gateway.http.disconnect import DisconnectWatch, while_connected
+from gateway.http.multipart import parse_form
 from gateway.relay import ChatStream, encode_chunk, new_request_id
 from gateway.validation import parse_json, read_body
+from kernel.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -236,7 +238,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
 
     @with_request_id
     async def transcriptions(request: Request, request_id: str) -> Response:
-        """Speech to text: the form goes upstream as the gateway read it (see gateway.multipart)."""
+        """Speech to text: the form goes upstream as the gateway read it (see gateway.http.multipart)."""
         auth = await auth_of(request)
         raw = await read_body(request, limit)
         form = parse_form(raw, request.headers.get("content-type", ""))

@@ -135,7 +135,7 @@ class Customer:
 
 
 def make_customer(email: str = "alice@example.com", usd: str = "5", key_usd: str | None = None) -> Customer:
-    from gateway.accounts import create_token, create_user, topup
+    from accounts import create_token, create_user, topup
 
     user = create_user(email, "password123")
     if usd:

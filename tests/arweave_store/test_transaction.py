@@ -14,7 +14,7 @@ from arweave_store.store import file_name_tag
 from arweave_store.tickets import issue_ticket, read_ticket
 from arweave_store.transaction import Tag, Transaction, deep_hash, sign_transaction, signature_data
 from arweave_store.wallet import Wallet, WalletError, create_wallet, load_wallet
-from gateway.errors import AuthenticationError
+from kernel.errors import AuthenticationError
 
 
 @pytest.fixture(scope="module")

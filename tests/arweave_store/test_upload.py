@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import httpx
 
 from arweave_store.models import Upload
-from gateway.models import RequestLog, Token, User
+from kernel.models import RequestLog, Token, User
 from tests.arweave_store.conftest import make_customer, start_server, wait_for
 
 

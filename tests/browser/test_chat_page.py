@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from gateway.models import RequestLog
+from kernel.models import RequestLog
 from tests.conftest import LiveServer, report_csp_violations
 from tests.webapp.chat.deployment import start_deployment
 from webapp.chat import free_tier

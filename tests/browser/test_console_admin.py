@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from gateway.accounts import create_user
-from gateway.models import AuditLog, Channel, RedemptionCode, User
+from accounts import create_user
+from kernel.models import AuditLog, Channel, RedemptionCode, User
 from tests.browser.test_console_user import PHONE, shoot
 from tests.conftest import LiveServer, report_csp_violations
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.accounts import create_codes
-from gateway.models import RequestLog, Token, User
+from accounts import create_codes
+from kernel.models import RequestLog, Token, User
 from tests.conftest import report_csp_violations
 
 pytestmark = pytest.mark.browser
@@ -136,7 +136,7 @@ def test_console_in_chinese_on_a_phone(live_server, browser):
 
 
 def test_login_form_with_htmx_goes_to_the_next_page(live_server, page):
-    from gateway.accounts import create_user
+    from accounts import create_user
 
     create_user("returning@example.com", "password123")
     page.goto(live_server.url + "/log")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from arweave_store.models import Upload
-from gateway.models import User
+from kernel.models import User
 from tests.arweave_store.conftest import make_customer, wait_for
 from tests.conftest import report_csp_violations
 

@@ -20,9 +20,9 @@ import httpx
 import openai
 import pytest
 
+import accounts
 from arweave_store.models import Upload
-from gateway import accounts
-from gateway.models import Hold, RequestLog, Token, User
+from kernel.models import Hold, RequestLog, Token, User
 from tests.conftest import LiveServer, migrate_database
 from tests.deployment.nginx import Nginx
 from tests.processes import clean_env, serve

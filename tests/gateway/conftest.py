@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from gateway import accounts
-from gateway.models import Token, User
+import accounts
+from kernel.models import Token, User
 from tests.conftest import LiveServer
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
 

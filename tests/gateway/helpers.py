@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.models import RequestLog
+from kernel.models import RequestLog
 
 
 def wait_logs(n: int, timeout: float = 5.0) -> list[RequestLog]:

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from gateway import errors
-from gateway.accounts import create_token, create_user, topup
+from accounts import create_token, create_user, topup
 from gateway.auth import KeyCache, authenticate, extract_key
-from gateway.models import Token, User
+from kernel import errors
+from kernel.models import Token, User
 
 
 def test_extract_key_from_every_place():

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.adaptors.openai import OpenAIAdaptor
 from gateway.channels import ChannelInfo, ChannelPool, Snapshot
-from gateway.models import Channel
+from kernel.models import Channel
 from tests.gateway.helpers import wait_for, wait_logs
 
 MSGS = [{"role": "user", "content": "Hi"}]

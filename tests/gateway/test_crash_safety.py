@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from gateway import accounts
-from gateway.models import Hold, RequestLog, ServingProcess, Token, User
+import accounts
+from kernel.models import Hold, RequestLog, ServingProcess, Token, User
 from tests.conftest import LiveServer
 from tests.processes import clean_env, serve
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
@@ -295,7 +295,7 @@ def refused(url: str) -> bool:
 
 
 def test_settings_refuse_bad_values(tmp_path):
-    from gateway.settings import Settings, SettingsError
+    from kernel.settings import Settings, SettingsError
 
     with pytest.raises(SettingsError, match="PERMACHAT_PROCESS_TIMEOUT_SECONDS"):
         Settings.from_env({"PERMACHAT_PROCESS_TIMEOUT_SECONDS": "0.5"}, data_dir=tmp_path)

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.models import Token, User
+from kernel.models import Token, User
 
 MSGS = [{"role": "user", "content": "Hi"}]
 VALID: dict[str, dict[str, Any]] = {

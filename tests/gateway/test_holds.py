@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import accounts, quota
-from gateway.holds import resolve_process
-from gateway.models import Channel, Hold, RequestLog, ServingProcess, Token, User, utcnow
+import accounts
+from billing import quota
+from billing.holds import resolve_process
+from kernel.models import Channel, Hold, RequestLog, ServingProcess, Token, User, utcnow
 
 PROCESS = "p" * 32
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway import accounts
-from gateway.models import RequestLog, User
-from gateway.settings import Settings
+import accounts
+from kernel.models import RequestLog, User
+from kernel.settings import Settings
 from tests.conftest import LiveServer, migrate_database
 from tests.gateway.helpers import wait_for
 

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.models import Option, RequestLog
+from kernel.models import Option, RequestLog
 from tests.gateway.helpers import wait_logs
 
 MSGS = [{"role": "user", "content": "Hi"}]

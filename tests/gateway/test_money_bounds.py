@@ -6,7 +6,7 @@ import concurrent.futures
 
 import httpx
 
-from gateway.models import RequestLog
+from kernel.models import RequestLog
 from tests.gateway.helpers import wait_logs
 
 MSGS = [{"role": "user", "content": "Hi"}]
@@ -121,7 +121,7 @@ def test_a_body_that_cannot_be_sent_bills_nothing(upstream, make_account, price,
 
 
 def test_a_channel_whose_request_cannot_be_built_bills_nothing(upstream, make_account, price, serve):
-    from gateway import accounts
+    import accounts
 
     # A key pasted with a typographic quote cannot go in an HTTP header: the request fails
     # here, after the reservation and before anything reaches the upstream.

@@ -15,10 +15,10 @@ import time
 import httpx
 import openai
 
-from gateway import quota
-from gateway.accounts import create_token, create_user, topup
-from gateway.db import db
-from gateway.models import Channel, Hold, RequestLog, Token, User
+from accounts import create_token, create_user, topup
+from billing import quota
+from kernel.db import db
+from kernel.models import Channel, Hold, RequestLog, Token, User
 from tests.gateway.helpers import wait_for, wait_logs
 
 MSGS = [{"role": "user", "content": "Hi"}]

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from gateway import quota
-from gateway.accounts import create_token, create_user, topup
-from gateway.db import db
-from gateway.models import RequestLog, Token, User
-from gateway.money import MoneyError, cost_of_tokens, format_usd, parse_usd, usd_to_units
+from accounts import create_token, create_user, topup
+from billing import quota
+from kernel.db import db
+from kernel.models import RequestLog, Token, User
+from kernel.money import MoneyError, cost_of_tokens, format_usd, parse_usd, usd_to_units
 
 
 def test_units_and_usd():

@@ -13,9 +13,9 @@ import threading
 import openai
 import pytest
 
-from gateway import accounts
-from gateway.models import RequestLog, Token, User
-from gateway.settings import Settings
+import accounts
+from kernel.models import RequestLog, Token, User
+from kernel.settings import Settings
 from tests.conftest import LiveServer, migrate_database
 from tests.gateway.helpers import wait_logs
 

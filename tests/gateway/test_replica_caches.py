@@ -13,7 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from gateway import accounts
+import accounts
 from tests.conftest import LiveServer, migrate_database
 from tests.processes import clean_env, serve
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app

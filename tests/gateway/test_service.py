@@ -8,9 +8,9 @@ import concurrent.futures
 import httpx
 import pytest
 
-from gateway.errors import PermissionDenied
-from gateway.models import RequestLog
 from gateway.service import Gateway
+from kernel.errors import PermissionDenied
+from kernel.models import RequestLog
 from tests.gateway.helpers import wait_for
 
 LONG = " ".join(f"w{i}" for i in range(300))

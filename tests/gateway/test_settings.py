@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from gateway.settings import Settings, SettingsError
+from kernel.settings import Settings, SettingsError
 
 
 def test_defaults(tmp_path, monkeypatch):

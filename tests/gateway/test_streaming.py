@@ -101,7 +101,7 @@ def test_upstream_dropping_mid_stream_ends_with_an_error_and_bills_what_arrived(
 
 def test_quiet_upstream_gets_keepalive_comments_the_sdk_ignores(upstream, make_account, price, channel, serve,
                                                                  monkeypatch):
-    from gateway.routes import ChatEventStream
+    from gateway.http.routes import ChatEventStream
 
     monkeypatch.setattr(ChatEventStream, "ping_seconds", 0.05)
     acct, server, client = _setup(upstream, make_account, price, channel, serve)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from gateway.writes import try_inline
+from billing.writes import try_inline
 
 
 def test_inline_write_steps_aside_when_the_database_is_locked(settings, database):
@@ -21,7 +21,7 @@ def test_inline_write_steps_aside_when_the_database_is_locked(settings, database
 
 
 def test_inline_write_commits_or_rolls_back_as_a_whole(settings, database):
-    from gateway.models import User
+    from kernel.models import User
 
     user = User.create(email="inline@example.com", password_hash="x", quota=100)
 
@@ -44,10 +44,10 @@ def test_usage_log_batch_waits_for_the_lock_in_a_worker_not_on_the_event_loop(se
     import asyncio
     import threading
 
-    from gateway import quota
-    from gateway.ledger import Entry, Ledger
-    from gateway.models import RequestLog, User
-    from gateway.writes import try_inline_peewee
+    from billing import quota
+    from billing.ledger import Entry, Ledger
+    from billing.writes import try_inline_peewee
+    from kernel.models import RequestLog, User
 
     user = User.create(email="ledger-lock@example.com", password_hash="x", quota=1000)
     reservation = quota.reserve(user.id, None, 100)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway import accounts
-from gateway.settings import Settings
+import accounts
+from kernel.settings import Settings
 from tests.conftest import LiveServer, migrate_database
 from tests.providers.conftest import Upstream
 from tests.upstreams import (

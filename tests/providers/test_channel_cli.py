@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.models import Channel
+from kernel.models import Channel
 from tests.test_cli import cli, open_db  # noqa: F401 - the fixture, shared
 
 __all__ = ["cli"]

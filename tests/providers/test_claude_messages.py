@@ -15,7 +15,7 @@ import anthropic
 import httpx
 import pytest
 
-from gateway.models import RequestLog
+from kernel.models import RequestLog
 from tests.providers import deployment
 from tests.providers.test_matrix import PNG
 

@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.models import Channel
+from kernel.models import Channel
 from tests.providers import deployment
 from tests.providers.conftest import Upstream
 

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from gateway import accounts, tokens
-from gateway.models import Channel, RequestLog, User
+import accounts
+from billing import tokens
+from kernel.models import Channel, RequestLog, User
 from tests.providers import deployment
 
 PROVIDERS = list(deployment.CHANNELS)

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+import accounts
+from accounts import AccountError, create_token, create_user
 from arweave_store.models import Upload
-from gateway import console_ops
-from gateway.accounts import AccountError, create_token, create_user
-from gateway.models import RequestLog, User
+from kernel.models import RequestLog, User
 from tests.conftest import LiveServer
 from tests.webapp.console.conftest import text_of
 from tests.webapp.console.web import WebUser
@@ -82,7 +82,7 @@ def test_the_free_tier_account_is_made_by_migrating_and_nobody_can_take_it(live_
                          env=env | {"PERMACHAT_DATA_DIR": str(settings.data_dir)})
     assert cli.returncode != 0 and "cannot be given keys" in cli.stderr and "sk-" not in cli.stdout
     with pytest.raises(AccountError, match="own accounts"):
-        console_ops.set_user_role(system, "admin")
+        accounts.set_user_role(system, "admin")
     assert [t.name for t in system.tokens] == ["free tier"]
 
 
@@ -137,7 +137,7 @@ def test_the_language_switch_sends_only_to_paths_of_this_site(live_server):
 @pytest.fixture
 def key_owner(live_server) -> Iterator[tuple[str, str]]:
     """bob's funded key and the name of one of his uploads."""
-    from gateway.accounts import topup
+    from accounts import topup
 
     bob = create_user("bob@example.com", "password123")
     topup(bob, "5")

@@ -11,7 +11,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from gateway.accounts import create_user
+from accounts import create_user
 from tests.conftest import LiveServer
 from tests.webapp.console.web import WebUser
 
@@ -146,14 +146,14 @@ def test_an_https_public_url_makes_every_cookie_secure(settings, database):
 
 
 def test_a_bad_trusted_proxies_setting_is_named():
-    from gateway.settings import Settings, SettingsError
+    from kernel.settings import Settings, SettingsError
 
     with pytest.raises(SettingsError, match="PERMACHAT_TRUSTED_PROXIES: 'proxy.local' is not an IP address"):
         Settings.from_env({"PERMACHAT_TRUSTED_PROXIES": "10.0.0.0/8, proxy.local"})
 
 
 def test_the_admin_api_answers_huge_and_odd_numbers_without_a_500(live_server):
-    from gateway.accounts import create_token
+    from accounts import create_token
 
     admin = create_user("api@example.com", "admin password", admin=True)
     auth = {"Authorization": f"Bearer {create_token(admin).key}"}

@@ -6,13 +6,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask
+from flask import Flask
 
-from gateway.money import format_usd
-
-bp = Blueprint("account", __name__)
-
-from webapp.account import auth, tokens, topup, usage  # noqa: E402,F401  (views register on bp)
+from kernel.money import format_usd
+from webapp.account import auth, tokens, topup, usage  # noqa: F401  (their views register on bp)
+from webapp.account.blueprint import bp
 
 
 def init_app(app: Flask) -> None:

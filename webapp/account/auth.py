@@ -7,15 +7,16 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from werkzeug.wrappers import Response
 
-from gateway.accounts import (
+from accounts import (
     AccountError,
     EmailUnavailable,
     check_login,
     create_user,
     normalise_email,
 )
-from gateway.money import format_usd
-from webapp.account import bp, limits
+from kernel.money import format_usd
+from webapp.account import limits
+from webapp.account.blueprint import bp
 from webapp.account.messages import localise
 from webapp.account.respond import account, render
 from webapp.auth import log_in, log_out

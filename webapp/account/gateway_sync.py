@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from gateway import invalidation
-from gateway.models import Token
+from kernel.models import Token
 
 log = logging.getLogger("permachat.console")
 

@@ -1,6 +1,6 @@
 """The account operations' error messages, in the visitor's language.
 
-:mod:`gateway.accounts` speaks English (it also serves the CLI). The messages a
+:mod:`accounts` speaks English (it also serves the CLI). The messages a
 person meets on the register and key forms are matched here and re-said through
 the console's catalog; anything not listed is shown as the gateway wrote it.
 """

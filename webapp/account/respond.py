@@ -8,7 +8,7 @@ from flask import jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from gateway.models import User
+from kernel.models import User
 from webapp.http import is_htmx
 
 

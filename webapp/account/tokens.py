@@ -9,11 +9,18 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from werkzeug.wrappers import Response
 
-from gateway.accounts import AccountError, NewToken, create_token
-from gateway.console_ops import delete_token, owned_token, set_token_status, update_token
-from gateway.models import Token, User
-from gateway.money import format_usd
-from webapp.account import bp
+from accounts import (
+    AccountError,
+    NewToken,
+    create_token,
+    delete_token,
+    owned_token,
+    set_token_status,
+    update_token,
+)
+from kernel.models import Token, User
+from kernel.money import format_usd
+from webapp.account.blueprint import bp
 from webapp.account.gateway_sync import forget_keys
 from webapp.account.messages import localise
 from webapp.account.respond import account, render

@@ -9,10 +9,11 @@ from flask_babel import gettext as _
 from flask_login import login_required
 from werkzeug.wrappers import Response
 
-from gateway.console_ops import RedeemError, redeem_code, topup_info
-from gateway.models import RequestLog, User
-from gateway.money import format_usd
-from webapp.account import bp, limits
+from accounts import RedeemError, redeem_code, topup_info
+from kernel.models import RequestLog, User
+from kernel.money import format_usd
+from webapp.account import limits
+from webapp.account.blueprint import bp
 from webapp.account.gateway_sync import forget_keys
 from webapp.account.respond import account, render
 from webapp.http import client_ip

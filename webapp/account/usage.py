@@ -12,9 +12,9 @@ from flask_login import login_required
 from peewee import fn
 from werkzeug.wrappers import Response
 
-from gateway.models import RequestLog, Token
-from gateway.money import format_usd
-from webapp.account import bp
+from kernel.models import RequestLog, Token
+from kernel.money import format_usd
+from webapp.account.blueprint import bp
 from webapp.account.respond import account, render
 from webapp.ids import MAX_ID, parse_id
 

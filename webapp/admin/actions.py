@@ -11,20 +11,24 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.accounts import AccountError, add_channel, create_codes, parse_mapping, set_price
-from gateway.console_ops import (
+from accounts import (
+    AccountError,
+    add_channel,
     adjust_balance,
     audit,
+    create_codes,
     delete_channel,
     delete_price,
     disable_codes,
+    parse_mapping,
+    set_price,
     set_user_role,
     set_user_status,
     update_channel,
 )
-from gateway.models import AuditLog, Channel, ModelPrice, Option, RedemptionCode, User
-from gateway.money import MoneyError, format_usd, parse_usd
-from gateway.prices import DEFAULT_PRICE_OPTION
+from billing.prices import DEFAULT_PRICE_OPTION
+from kernel.models import AuditLog, Channel, ModelPrice, Option, RedemptionCode, User
+from kernel.money import MoneyError, format_usd, parse_usd
 from webapp.ids import MAX_ID, parse_id
 
 

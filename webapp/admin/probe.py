@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from accounts import audit, record_channel_test
 from gateway.adaptors import adaptor_class
 from gateway.adaptors.base import ChannelConfig, ChatRequest, UpstreamFailure
-from gateway.console_ops import audit, record_channel_test
-from gateway.models import Channel
+from kernel.models import Channel
 
 TIMEOUT_SECONDS = 20.0
 

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, request, url_for
+from flask import Blueprint, abort, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from gateway.accounts import CHANNEL_TYPES, AccountError
-from gateway.console_ops import code_rows, search_users, set_topup_info, topup_info
-from gateway.models import AuditLog, Channel, ModelPrice, RedemptionCode, User
-from gateway.money import format_usd, parse_usd, usd_to_units
+from accounts import (
+    CHANNEL_TYPES,
+    AccountError,
+    code_rows,
+    search_users,
+    set_topup_info,
+    topup_info,
+)
+from kernel.models import AuditLog, Channel, ModelPrice, RedemptionCode, User
+from kernel.money import format_usd, parse_usd, usd_to_units
 from webapp.account.gateway_sync import forget_keys, reload_channels
 from webapp.account.respond import render
-from webapp.admin import actions, bp
+from webapp.admin import actions
 from webapp.admin.probe import probe_channel
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def _admins_only() -> Response | None:
+    if not current_user.is_authenticated:
+        return redirect(url_for("account.login", next=request.full_path.rstrip("?")), code=303)
+    if not current_user.is_admin:
+        abort(403)
+    return None
 
 
 def _actor() -> int:

@@ -6,8 +6,6 @@ checks the key itself. Errors are ``{"error": {"message": ...}}`` with a 4xx sta
 
 from __future__ import annotations
 
-from flask import Blueprint
+from webapp.api.views import bp
 
-bp = Blueprint("api", __name__, url_prefix="/api")
-
-from webapp.api import views  # noqa: E402,F401  (views register on bp)
+__all__ = ["bp"]

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
-from gateway.accounts import AccountError
+from accounts import AccountError, code_rows, search_users, set_topup_info, topup_info
 from gateway.auth import check_key, extract_key, load_key
-from gateway.console_ops import code_rows, search_users, set_topup_info, topup_info
-from gateway.errors import GatewayError, InsufficientQuotaError
-from gateway.keys import hash_secret
-from gateway.models import AuditLog, Channel, ModelPrice, User
-from gateway.money import format_usd, parse_usd, usd_to_units
+from kernel.errors import GatewayError, InsufficientQuotaError
+from kernel.keys import hash_secret
+from kernel.models import AuditLog, Channel, ModelPrice, User
+from kernel.money import format_usd, parse_usd, usd_to_units
 from webapp.account.gateway_sync import forget_keys, reload_channels
 from webapp.account.respond import json_error
 from webapp.admin import actions
 from webapp.admin.probe import probe_channel
-from webapp.api import bp
 from webapp.http import client_ip
+
+bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 @bp.before_request

@@ -12,9 +12,9 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from gateway import auth
-from gateway.errors import GatewayError
-from gateway.models import Token
-from gateway.money import format_usd
+from kernel.errors import GatewayError
+from kernel.models import Token
+from kernel.money import format_usd
 from webapp.chat import bridge, free_tier, keys
 from webapp.http import client_ip
 

@@ -16,9 +16,9 @@ from typing import Any
 from flask_babel import gettext as _
 from peewee import fn
 
-from gateway import tokens
-from gateway.db import db
-from gateway.models import utcnow
+from billing import tokens
+from kernel.db import db
+from kernel.models import utcnow
 from webapp.models import Conversation, Message, PromptShortcut
 
 EXPORT_FORMAT = "permachat.conversations"

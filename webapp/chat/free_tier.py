@@ -1,6 +1,6 @@
 """The free tier: which models visitors without a key may use, and the limits that keep it cheap.
 
-The settings are :class:`gateway.models.Option` rows an admin edits (the console
+The settings are :class:`kernel.models.Option` rows an admin edits (the console
 calls :func:`read_config` / :func:`write_config`); the defaults live here only.
 Free chats are billed like any other request, to a system account (made by a
 migration) whose balance is reset to the daily budget at the first free chat of
@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from gateway import quota
-from gateway.accounts import FREE_TIER_EMAIL, SYSTEM_ROLE, parse_list
-from gateway.db import db
-from gateway.keys import display_prefix, hash_secret, new_api_key
-from gateway.models import AuditLog, Option, Token, User, utcnow
-from gateway.money import MoneyError, format_usd, parse_usd, usd_to_units
+from accounts import FREE_TIER_EMAIL, SYSTEM_ROLE, parse_list
+from billing import quota
 from gateway.ratelimit import Limiter
+from kernel.db import db
+from kernel.keys import display_prefix, hash_secret, new_api_key
+from kernel.models import AuditLog, Option, Token, User, utcnow
+from kernel.money import MoneyError, format_usd, parse_usd, usd_to_units
 
 log = logging.getLogger("permachat.chat")
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from flask import session
 from flask_login import current_user
 
+from accounts import create_token
 from gateway import auth
-from gateway.accounts import create_token
-from gateway.db import db
-from gateway.models import Token
+from kernel.db import db
+from kernel.models import Token
 
 SESSION_TOKEN = "key_token_id"
 SESSION_HASH = "key_hash"

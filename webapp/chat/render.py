@@ -10,8 +10,8 @@ from flask import current_app, render_template, request
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from gateway.models import utcnow
-from gateway.money import format_usd
+from kernel.models import utcnow
+from kernel.money import format_usd
 from webapp.chat import free_tier
 from webapp.chat.conversations import image_attachments
 from webapp.chat.stream import Ticket, sign

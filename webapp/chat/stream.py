@@ -43,8 +43,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.auth import client_ip
-from gateway.db import run_sync
-from gateway.errors import GatewayError, InsufficientQuotaError, RateLimited
+from kernel.db import run_sync
+from kernel.errors import GatewayError, InsufficientQuotaError, RateLimited
 from webapp.chat import conversations, free_tier
 from webapp.markdown import LiveRender
 from webapp.models import Message
@@ -407,7 +407,7 @@ def _settle_orphan(message_id: int) -> None:
     row = Message.get_or_none(Message.id == message_id)
     if row is None or row.status not in ("streaming", "stopping"):
         return
-    from gateway.models import utcnow
+    from kernel.models import utcnow
 
     if (utcnow() - row.created_at).total_seconds() > ORPHAN_SECONDS:
         Message.update(status="stopped").where(

@@ -16,8 +16,8 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from gateway.errors import GatewayError
-from gateway.models import utcnow
+from kernel.errors import GatewayError
+from kernel.models import utcnow
 from webapp.chat import access as access_mod
 from webapp.chat import bridge, conversations, free_tier, keys, stream
 from webapp.chat.conversations import MAX_IMAGE_BYTES, MAX_IMAGES, ChatError, Owner

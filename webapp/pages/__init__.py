@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from webapp.pages.views import bp
 
-bp = Blueprint("pages", __name__)
-
-from webapp.pages import views  # noqa: E402,F401  (views register on bp)
+__all__ = ["bp"]

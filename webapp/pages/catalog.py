@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.models import Channel, ModelPrice, Option
-from gateway.money import format_usd
-from gateway.prices import DEFAULT_PRICE_OPTION, default_price
+from billing.prices import DEFAULT_PRICE_OPTION, default_price
+from kernel.models import Channel, ModelPrice, Option
+from kernel.money import format_usd
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import render_template
+from flask import Blueprint, render_template
 from flask_babel import get_locale
 from werkzeug.wrappers import Response
 
 from webapp.account.respond import render
-from webapp.pages import bp
 from webapp.pages.catalog import price_list
 from webapp.views import public_url
+
+bp = Blueprint("pages", __name__)
 
 
 def free_model_check():

@@ -16,8 +16,8 @@ from werkzeug.wrappers import Response
 
 from arweave_store.models import Upload
 from arweave_store.tickets import MAX_AGE, issue_ticket
-from gateway.models import Token, User
-from gateway.money import format_usd
+from kernel.models import Token, User
+from kernel.money import format_usd
 from webapp.chat.keys import current_token_id
 from webapp.views import public_url
 

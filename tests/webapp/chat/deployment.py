@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from gateway import accounts
-from gateway import db as dbmod
-from gateway.settings import Settings
+import accounts
+from kernel import db as dbmod
+from kernel.settings import Settings
 from tests.conftest import LiveServer, migrate_database
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
 from webapp.chat import free_tier

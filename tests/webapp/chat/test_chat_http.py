@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from gateway.models import RequestLog, Token, User
+from kernel.models import RequestLog, Token, User
 from tests.webapp.chat.deployment import start_deployment
 from webapp.chat import free_tier
 from webapp.models import Conversation, Message, PromptShortcut
@@ -331,7 +331,7 @@ def test_stop_asked_through_the_database_reaches_the_generation(chat_app, client
     ({"status": "disabled"}, "This API key is disabled."),
 ])
 def test_unusable_keys_say_why_in_place(chat_app, change, message):
-    from gateway import accounts
+    import accounts
 
     user = User.by_email(chat_app.user_email)
     new = accounts.create_token(user, name="soon unusable")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.models import Option, RequestLog, User
 from gateway.ratelimit import Limiter
+from kernel.models import Option, RequestLog, User
 from webapp.chat import free_tier
 
 
@@ -60,7 +60,7 @@ def test_two_replicas_share_the_free_rate_limit_through_redis(settings, database
 
     import httpx
 
-    from gateway import accounts
+    import accounts
     from tests.conftest import LiveServer
     from tests.processes import clean_env, serve
     from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app

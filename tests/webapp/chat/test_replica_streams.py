@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from gateway import accounts
+import accounts
 from tests.conftest import LiveServer
 from tests.processes import clean_env, serve
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app

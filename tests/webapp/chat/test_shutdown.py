@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from gateway.models import RequestLog, Token
+from kernel.models import RequestLog, Token
 from tests.webapp.chat.deployment import start_deployment
 from webapp.models import Message
 

@@ -7,7 +7,7 @@ from html import unescape
 
 import pytest
 
-from gateway.accounts import create_user
+from accounts import create_user
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import urllib.parse
 
 import pytest
 
-from gateway.accounts import add_channel, create_codes
-from gateway.models import AuditLog, Channel, ModelPrice, RedemptionCode, RequestLog, User
+from accounts import add_channel, create_codes
+from kernel.models import AuditLog, Channel, ModelPrice, RedemptionCode, RequestLog, User
 from tests.conftest import LiveServer
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
 from tests.webapp.console.conftest import text_of

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway.accounts import create_token
-from gateway.models import AuditLog, Channel, RedemptionCode, Token, User
+from accounts import create_token
+from kernel.models import AuditLog, Channel, RedemptionCode, Token, User
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.models import User
+from kernel.models import User
 from tests.webapp.console.conftest import login, text_of
 
 

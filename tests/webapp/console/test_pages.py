@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.accounts import add_channel, set_price
+from accounts import add_channel, set_price
 from tests.webapp.console.conftest import text_of
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from gateway.auth import load_key
-from gateway.keys import hash_secret
-from gateway.models import Token, User
+from kernel.keys import hash_secret
+from kernel.models import Token, User
 from tests.webapp.console.conftest import text_of
 
 
@@ -59,7 +59,7 @@ def test_disable_enable_edit_delete(alice, user):
 
 
 def test_cannot_touch_someone_elses_key(alice, admin):
-    from gateway.accounts import create_token
+    from accounts import create_token
 
     other = create_token(admin, name="admin key").token
     r = alice.post(f"/token/{other.id}", data={"action": "delete"})

@@ -7,9 +7,8 @@ import threading
 
 import pytest
 
-from gateway.accounts import create_codes, create_user
-from gateway.console_ops import RedeemError, redeem_code, set_topup_info
-from gateway.models import RedemptionCode, RequestLog, User
+from accounts import RedeemError, create_codes, create_user, redeem_code, set_topup_info
+from kernel.models import RedemptionCode, RequestLog, User
 from tests.conftest import migrate_database
 from tests.webapp.console.conftest import text_of
 

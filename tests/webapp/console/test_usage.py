@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway.accounts import create_token
-from gateway.models import RequestLog
+from accounts import create_token
+from kernel.models import RequestLog
 from tests.webapp.console.conftest import text_of
 
 

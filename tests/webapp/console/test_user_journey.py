@@ -15,8 +15,8 @@ from dataclasses import replace
 import openai
 import pytest
 
-from gateway.accounts import add_channel, create_codes, set_price
-from gateway.models import RequestLog, User
+from accounts import add_channel, create_codes, set_price
+from kernel.models import RequestLog, User
 from tests.conftest import LiveServer
 from tests.upstreams.openai_upstream import UpstreamState, create_upstream_app
 from tests.webapp.console.web import WebUser
@@ -109,7 +109,7 @@ def test_one_code_redeemed_by_many_sessions_at_once_credits_once(deployment):
 
 def test_console_changes_reach_the_gateway_at_once(deployment):
     """No waiting for caches: a disabled key stops now; a new channel serves now; a top-up pays now."""
-    from gateway.accounts import create_user
+    from accounts import create_user
 
     web = WebUser(deployment.url)
     web.post("/register", {"email": "quick@example.com", "password": "password123", "password2": "password123"})
