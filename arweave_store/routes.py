@@ -74,12 +74,7 @@ async def price(request: Request) -> Response:
     try:
         if not raw.isdigit() or int(raw) < 1:
             raise BadRequest("Give the file size as ?bytes=N (a whole number of bytes, at least 1).", param="bytes")
-        size = int(raw)
-        if size > store.settings.arweave_max_bytes:
-            raise BadRequest(f"{size:,} bytes is more than this service accepts "
-                             f"({store.settings.arweave_max_bytes:,} bytes at most).", param="bytes",
-                             code="request_too_large")
-        quote = await store.quote(size)
+        quote = await store.price(int(raw))
     except GatewayError as exc:
         return error_response(exc)
     return JSONResponse(quote.as_json() | {"max_bytes": store.settings.arweave_max_bytes})
