@@ -11,6 +11,8 @@ import base64
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -399,3 +401,13 @@ def test_an_unexpected_failure_is_a_generic_internal_error(arweave_server, monke
     assert "secret" not in error["message"] and "Traceback" not in str(error)
     assert "secret detail of the failure" in caplog.text  # logged for the operator
 
+
+def test_the_cli_prints_the_schema(tmp_path):
+    permachat = str(Path(sys.executable).with_name("permachat"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERMACHAT_")}
+    printed = subprocess.run([permachat, "graphql", "schema"], capture_output=True, text=True, timeout=60,
+                             env=env | {"PERMACHAT_DATA_DIR": str(tmp_path)})
+    assert printed.returncode == 0, printed.stderr
+    for needle in ("type Mutation", "arweaveUpload(fileB64: String!", "arweaveUploadFile(file: Upload!",
+                   "arweaveUploads(first: Int! = 20, after: String", "arweavePrice(bytes: Int!)", "scalar Upload"):
+        assert needle in printed.stdout, needle
