@@ -40,7 +40,7 @@ ENDPOINT = "/graphql"  # the door, on the uploads' log rows
 B64_MAX_BYTES = 16 * 1024 * 1024  # decoded; a larger file goes as a multipart Upload, streamed to disk
 PAGE_MAX = 100
 MAX_DEPTH = 6
-MAX_TOKENS = 2000  # a client's full introspection query is about 300
+MAX_TOKENS = 2000  # a client's full introspection query is under 200
 MAX_ALIASES = 15
 SLICE = 256 * 1024  # a decoded file goes to disk in slices like a request body
 
