@@ -4,6 +4,7 @@
     POST /arweave/upload           multipart field ``file`` or a raw body; key or X-Upload-Ticket
     GET  /arweave/uploads          the key's account's uploads, newest first
     GET  /arweave/{id}             the local copy until confirmed, then a redirect to the gateway
+    GET|POST /graphql              the same, as GraphQL (arweave_store.graphql)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from arweave_store.access import who
 from arweave_store.client import ArweaveClient
 from arweave_store.errors import UploadNotFound
+from arweave_store.graphql import http as graphql
 from arweave_store.models import Upload
 from arweave_store.receive import declared_file_size, receive_upload
 from arweave_store.store import TX_ID, UploadStore
@@ -75,12 +77,7 @@ async def price(request: Request) -> Response:
     try:
         if not raw.isdigit() or int(raw) < 1:
             raise BadRequest("Give the file size as ?bytes=N (a whole number of bytes, at least 1).", param="bytes")
-        size = int(raw)
-        if size > store.settings.arweave_max_bytes:
-            raise BadRequest(f"{size:,} bytes is more than this service accepts "
-                             f"({store.settings.arweave_max_bytes:,} bytes at most).", param="bytes",
-                             code="request_too_large")
-        quote = await store.quote(size)
+        quote = await store.price(int(raw))
     except GatewayError as exc:
         return error_response(exc)
     return JSONResponse(quote.as_json() | {"max_bytes": store.settings.arweave_max_bytes})
@@ -156,4 +153,5 @@ def routes() -> list[BaseRoute]:
         Route("/arweave/upload", upload, methods=["POST"]),
         Route("/arweave/uploads", list_uploads, methods=["GET"]),
         Route("/arweave/{tx_id}", serve, methods=["GET", "HEAD"]),
+        Route("/graphql", graphql.graphql, methods=["GET", "POST"]),
     ]

@@ -50,7 +50,7 @@ from arweave_store.wallet import Wallet
 from billing import quota
 from gateway.auth import KeyCache, KeyInfo
 from kernel.db import db, run_sync
-from kernel.errors import UpstreamError
+from kernel.errors import BadRequest, UpstreamError
 from kernel.models import RequestLog, ServingProcess, Token, User, utcnow
 from kernel.money import format_usd
 from kernel.settings import Settings
@@ -160,6 +160,16 @@ class UploadStore:
             raise UpstreamError(f"The Arweave gateway could not quote a price: {exc}") from None
         rates = await run_sync(pricing.read_rates)
         return pricing.quote(size, winston, rates)
+
+    async def price(self, size: int) -> pricing.Quote:
+        """The quote for a file of ``size`` bytes that this service would accept; BadRequest otherwise."""
+        if size < 1:
+            raise BadRequest("The file size must be a whole number of bytes, at least 1.", param="bytes")
+        if size > self.settings.arweave_max_bytes:
+            raise BadRequest(f"{size:,} bytes is more than this service accepts "
+                             f"({self.settings.arweave_max_bytes:,} bytes at most).", param="bytes",
+                             code="request_too_large")
+        return await self.quote(size)
 
     async def affordable_bytes(self, info: KeyInfo, *, at_least: int | None) -> int | None:
         """How many bytes the key can pay to store, known before the body is read; None: up to the limit.

@@ -8,6 +8,7 @@ import click
 from peewee import PeeweeException
 
 from arweave_store.cli import arweave_group
+from arweave_store.graphql.cli import graphql_group
 from gateway.cli import COMMANDS as GATEWAY_COMMANDS
 from kernel import db as dbmod
 from kernel.settings import Settings, SettingsError
@@ -139,6 +140,7 @@ def migrate(ctx: click.Context, action: str) -> None:
 for command in GATEWAY_COMMANDS:
     main.add_command(command)
 main.add_command(arweave_group)
+main.add_command(graphql_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

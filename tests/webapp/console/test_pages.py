@@ -39,6 +39,18 @@ def test_docs_explain_base_urls_and_tools_in_both_languages(client, database):
     assert "chat.example.org" not in en + zh
 
 
+def test_docs_explain_the_graphql_door_in_both_languages(client, database):
+    en = text_of(client.get("/docs").data)
+    zh = text_of(client.get("/docs", headers={"Accept-Language": "zh"}).data)
+    for page in (en, zh):
+        for needle in ("http://localhost/graphql", "arweaveUpload(fileB64", "arweaveUploadFile(file: Upload!",
+                       "arweaveUploads(first, after)", "arweavePrice(bytes)", "query balance", "extensions.code",
+                       "UNAUTHENTICATED", "INSUFFICIENT_QUOTA", "PAYLOAD_TOO_LARGE", "BAD_INPUT",
+                       "-F map='{\"0\": [\"variables.f\"]}'"):
+            assert needle in page, needle
+    assert "Errors come as GraphQL errors" in en and "错误以 GraphQL 错误返回" in zh
+
+
 def test_docs_use_the_public_url_setting(settings, database):
     from dataclasses import replace
 

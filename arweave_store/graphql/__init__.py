@@ -1,0 +1,1 @@
+"""The GraphQL door to the uploads: ``/graphql`` (Strawberry schema, our own endpoint)."""
