@@ -1,4 +1,4 @@
-"""The package boundaries of ARCHITECTURE.md: webapp -> arweave_store -> gateway, one way."""
+"""The package boundaries of ARCHITECTURE.md: webapp -> telegram_bot -> arweave_store -> gateway, one way."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
-    "gateway": {"webapp", "arweave_store"},
-    "arweave_store": {"webapp"},
+    "gateway": {"webapp", "arweave_store", "telegram_bot"},
+    "arweave_store": {"webapp", "telegram_bot"},
+    "telegram_bot": {"webapp"},
 }
 
 
