@@ -17,7 +17,8 @@ import re
 _SECRET_PARAM = re.compile(r"(?i)([?&](?:key|api[-_]?key|access_token|ticket)=)[^&\s\"]*")
 _KEY = re.compile(r"sk-[A-Za-z0-9]{16,}")
 REDACTED = "[redacted]"
-LOGGERS = ("uvicorn.access", "uvicorn.error", "permachat", "permachat.gateway", "permachat.arweave")
+LOGGERS = ("uvicorn.access", "uvicorn.error", "permachat", "permachat.gateway", "permachat.arweave",
+           "permachat.telegram")
 
 
 def redact(text: str) -> str:
