@@ -11,6 +11,7 @@ from arweave_store.cli import arweave_group
 from gateway import db as dbmod
 from gateway.cli import COMMANDS as GATEWAY_COMMANDS
 from gateway.settings import Settings, SettingsError
+from telegram_bot.cli import telegram_group
 
 
 def load_settings(ctx: click.Context) -> Settings:
@@ -139,6 +140,7 @@ def migrate(ctx: click.Context, action: str) -> None:
 for command in GATEWAY_COMMANDS:
     main.add_command(command)
 main.add_command(arweave_group)
+main.add_command(telegram_group)
 
 
 if __name__ == "__main__":  # pragma: no cover
