@@ -70,7 +70,7 @@ class Conversation:
             return
         chat = Chat(message.chat_id, message.message_id, language(sender.language_code))
         try:
-            if KEY_PATTERN.search(message.text) or message.text.strip().startswith("sk-"):
+            if KEY_PATTERN.search(message.text) or (message.chat_type == "private" and message.text.lstrip().startswith("sk-")):
                 await self._key(message, chat)
             elif message.chat_type != "private":
                 if self._command(message.text):
@@ -223,8 +223,8 @@ class Conversation:
             except TelegramBadRequest as exc:
                 if "too big" not in exc.description:
                     raise
-                await self._reply(chat, say(chat.lang, "too_big_telegram", size=size_text(attachment.file_size or 0),
-                                            limit=_mb(self.download_limit), uploads_page=self._page("/uploads", chat.lang)))
+                await self._reply(chat, say(chat.lang, "too_big_telegram_unknown", limit=_mb(self.download_limit),
+                                            uploads_page=self._page("/uploads", chat.lang)))
                 return
             size = attachment.file_size or file.file_size
             if attachment.file_size is None and await self._refuse_size(size, chat):

@@ -121,6 +121,11 @@ TEXTS: dict[str, dict[str, str]] = {
                "charged. Upload it on {uploads_page} instead."),
         "zh": "📦 这个文件（{size}）超过了机器人能从 Telegram 下载的上限（{limit}），未扣费。请改用 {uploads_page} 上传。",
     },
+    "too_big_telegram_unknown": {
+        "en": ("📦 Telegram says this file is larger than a bot may download ({limit}). Nothing was charged. "
+               "Upload it on {uploads_page} instead."),
+        "zh": "📦 Telegram 表示这个文件超过了机器人能下载的上限（{limit}），未扣费。请改用 {uploads_page} 上传。",
+    },
     "too_large": {
         "en": "📦 This file ({size}) is larger than this service stores ({limit} at most). Nothing was charged.",
         "zh": "📦 这个文件（{size}）超过了本服务的存储上限（最大 {limit}），未扣费。",

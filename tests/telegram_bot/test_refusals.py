@@ -80,6 +80,19 @@ def test_a_file_of_unknown_size_is_refused_once_it_passes_the_limit(bot_server, 
     assert not list((bot_server.server.config.app.state.arweave.incoming).glob("*")), "the partial file was left"
 
 
+def test_a_file_telegram_will_not_hand_out_gets_a_clear_reply(bot_server, telegram, customer):
+    """No size in the message, and getFile answers "file is too big", as Telegram does above 20 MB."""
+    user = telegram.user(1250, "en")
+    bind(telegram, user, customer)
+    before = _balances(customer)
+    update = telegram.document(user, b"y" * 100, name="huge.bin", declared_size=None)
+    telegram.files[update["message"]["document"]["file_id"]].declared_size = 30 * MB  # Telegram knows its size
+    send(telegram, update)
+    reply_to(telegram, update, "Telegram says this file is larger than a bot may download (20 MB)")
+    assert len(telegram.calls_of("getFile")) == 1 and not telegram.downloads
+    assert not Upload.select().exists() and _balances(customer) == before
+
+
 def test_a_self_hosted_bot_api_in_local_mode_lifts_the_download_limit(bot_settings, database, telegram, arlocal,
                                                                       customer, tmp_path):
     telegram.local_mode, telegram.local_dir = True, tmp_path / "bot-api"

@@ -117,3 +117,39 @@ def test_a_failed_arweave_post_is_refunded_exactly_like_the_http_upload(bot_sett
     assert quota_of(customer) == start and not uploads_logged()
     by_bot, by_http = Upload.select().order_by(Upload.id)
     assert [(u.status, u.cost_quota, u.local_path) for u in (by_bot, by_http)] == [("failed", 0, "")] * 2
+
+
+def test_an_upload_the_gateway_cannot_take_yet_is_held_and_posted_after_a_restart(bot_settings, database, telegram,
+                                                                                   arlocal, customer):
+    from tests.arweave_store.test_upload import FlakyGateway
+    from tests.telegram_bot.conftest import wait_for
+
+    flaky = FlakyGateway(arlocal.url)
+    flaky.down = True  # the post fails: the upload stays received, its quote held
+    settings = replace(bot_settings, arweave_gateway=flaky.url)
+    first = start_bot(replace(settings, arweave_poll_seconds=3600), telegram)
+    first.server.config.app.state.arweave.client.backoff = 0.01
+    data = os.urandom(1200)
+    try:
+        user = telegram.user(104, "en")
+        bind(telegram, user, customer)
+        update = send(telegram, telegram.document(user, data, name="later.bin"))
+        text = reply_to(telegram, update, "has not taken it yet")
+        row = Upload.get()
+        assert row.status == "received" and f"{flaky.url}/{row.tx_id}" in text
+    finally:
+        first.stop()
+    held = quota_of(customer)
+    assert held[0] == 2_500_000 - row.reserved_quota and not uploads_logged()
+
+    flaky.down = False
+    second = start_bot(settings, telegram)  # same data directory and database: its tracker posts it
+    try:
+        wait_for(lambda: Upload.get().status == "posted", what="the re-post")
+        assert arlocal.data(row.tx_id) == data
+        [logged] = uploads_logged()
+        assert (logged.endpoint, logged.quota) == ("telegram", row.reserved_quota)
+        assert quota_of(customer) == held
+    finally:
+        second.stop()
+        flaky.server.stop()

@@ -329,7 +329,7 @@ class FakeTelegram:
         found = self.files.get(file_id) if isinstance(file_id, str) else None
         if found is None:
             raise ApiFailure(400, "Bad Request: invalid file_id")
-        if len(found.data) > self.download_limit:
+        if (found.declared_size if found.declared_size is not None else len(found.data)) > self.download_limit:
             raise ApiFailure(400, "Bad Request: file is too big")
         result = {"file_id": file_id, "file_unique_id": file_id[-12:], "file_path": found.file_path}
         if found.declared_size is not None:
