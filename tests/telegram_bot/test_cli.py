@@ -49,3 +49,12 @@ def test_clear_errors(tmp_path, telegram):
     assert serve.returncode != 0
     assert "PERMACHAT_TELEGRAM_WEBHOOK_SECRET: required in webhook mode" in serve.stderr
     assert "Traceback" not in serve.stderr
+
+
+def test_the_bot_token_is_cut_from_log_lines():
+    from webapp.access_log import redact
+
+    line = f"HTTP Request: POST https://api.telegram.org/bot{TOKEN}/getUpdates \"HTTP/1.1 200 OK\""
+    assert TOKEN not in redact(line) and TOKEN.split(":")[1] not in redact(line)
+    assert redact(line).startswith("HTTP Request: POST https://api.telegram.org/bot[redacted]/getUpdates")
+    assert redact("waited 12:30 for 2 updates") == "waited 12:30 for 2 updates"
