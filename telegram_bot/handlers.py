@@ -212,8 +212,10 @@ class Conversation:
                 return
             try:  # refused before downloading when the key cannot pay (Telegram said the size)
                 affordable = await self.store.affordable_bytes(info, at_least=attachment.file_size)
-            except PaymentRequired:
-                size = attachment.file_size or 1
+            except PaymentRequired as exc:
+                size = attachment.file_size
+                if size is None:  # not even a byte is affordable
+                    raise exc from None
                 quote = await self.store.quote(size)
                 await self._reply(chat, say(chat.lang, "cannot_afford", size=size_text(size), cost=quote.usd,
                                             left=format_usd(_spendable(info)), topup_page=self._page("/topup", chat.lang)))
