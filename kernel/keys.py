@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 
@@ -9,6 +10,8 @@ from kernel.models import sha256_hex
 
 _ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 48
+# What new_api_key() makes, found anywhere in a text (a key pasted into a chat message).
+KEY_PATTERN = re.compile(rf"(?<![A-Za-z0-9])sk-[A-Za-z0-9]{{{KEY_LENGTH}}}(?![A-Za-z0-9])")
 
 
 def new_api_key() -> str:

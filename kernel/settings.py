@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -19,6 +20,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 PREFIX = "PERMACHAT_"
+_TELEGRAM_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{20,100}")
+_TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class SettingsError(Exception):
@@ -62,6 +65,12 @@ class Settings:
     arweave_max_bytes: int = _env("PERMACHAT_ARWEAVE_MAX_BYTES", doc="Largest upload accepted (413 above).", default=100 * 1024 * 1024)
     arweave_confirmations: int = _env("PERMACHAT_ARWEAVE_CONFIRMATIONS", doc="Confirmations before an upload counts as permanent.", default=10)
     arweave_poll_seconds: float = _env("PERMACHAT_ARWEAVE_POLL_SECONDS", doc="Seconds between the upload tracker's passes over unconfirmed uploads.", default=30.0)
+    telegram_bot_token: str = _env("PERMACHAT_TELEGRAM_BOT_TOKEN", doc="The Telegram bot's token from @BotFather; the bot is off while it is empty.", default="")
+    telegram_api_base: str = _env("PERMACHAT_TELEGRAM_API_BASE", doc="Base URL of the Bot API server (Telegram's, or a self-hosted telegram-bot-api).", default="https://api.telegram.org")
+    telegram_mode: str = _env("PERMACHAT_TELEGRAM_MODE", doc="How updates arrive: webhook (Telegram calls PERMACHAT_TELEGRAM_WEBHOOK_PATH) or polling (getUpdates, for a server Telegram cannot reach).", default="webhook")
+    telegram_webhook_path: str = _env("PERMACHAT_TELEGRAM_WEBHOOK_PATH", doc="Path the webhook is served at (webhook mode).", default="/telegram/webhook")
+    telegram_webhook_secret: str = _env("PERMACHAT_TELEGRAM_WEBHOOK_SECRET", doc="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every update (1-256 of A-Z a-z 0-9 _ -); required in webhook mode.", default="")
+    telegram_download_limit_mb: int = _env("PERMACHAT_TELEGRAM_DOWNLOAD_LIMIT_MB", doc="Largest file the bot may download from the Bot API server, in MB (20 on Telegram's; a self-hosted server in --local mode allows more).", default=20)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -117,7 +126,35 @@ class Settings:
             raise SettingsError("PERMACHAT_PUBLIC_URL", f"{self.public_url!r} is not an http(s) URL")
         if self.redis_url and urlparse(self.redis_url).scheme not in ("redis", "rediss"):
             raise SettingsError("PERMACHAT_REDIS_URL", f"{self.redis_url!r} is not a redis:// URL")
+        self._check_telegram()
         return replace(self, data_dir=data_dir, database_url=url, log_level=self.log_level.lower())
+
+    def _check_telegram(self) -> None:
+        if self.telegram_mode not in ("webhook", "polling"):
+            raise SettingsError("PERMACHAT_TELEGRAM_MODE", f"{self.telegram_mode!r} is not webhook or polling")
+        if urlparse(self.telegram_api_base).scheme not in ("http", "https"):
+            raise SettingsError("PERMACHAT_TELEGRAM_API_BASE", f"{self.telegram_api_base!r} is not an http(s) URL")
+        if self.telegram_download_limit_mb < 1:
+            raise SettingsError("PERMACHAT_TELEGRAM_DOWNLOAD_LIMIT_MB", "must be at least 1")
+        if not self.telegram_webhook_path.startswith("/") or any(c in self.telegram_webhook_path for c in "?# "):
+            raise SettingsError("PERMACHAT_TELEGRAM_WEBHOOK_PATH",
+                                f"{self.telegram_webhook_path!r} is not a path (it starts with / and has no ?, # or space)")
+        if self.telegram_webhook_secret and not _TELEGRAM_SECRET.fullmatch(self.telegram_webhook_secret):
+            raise SettingsError("PERMACHAT_TELEGRAM_WEBHOOK_SECRET",
+                                "Telegram accepts 1-256 characters of A-Z, a-z, 0-9, _ and - only")
+        if not self.telegram_bot_token:
+            return
+        if not _TELEGRAM_TOKEN.fullmatch(self.telegram_bot_token):
+            raise SettingsError("PERMACHAT_TELEGRAM_BOT_TOKEN",
+                                "is not a bot token (digits, a colon, then letters, digits, _ and -, as @BotFather gives it)")
+        if self.telegram_mode == "webhook" and not self.telegram_webhook_secret:
+            raise SettingsError("PERMACHAT_TELEGRAM_WEBHOOK_SECRET",
+                                "required in webhook mode, so that only Telegram can send updates "
+                                "(or set PERMACHAT_TELEGRAM_MODE=polling)")
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
 
     def proxy_list(self) -> list[str]:
         """``PERMACHAT_TRUSTED_PROXIES`` as a list (empty: trust no proxy)."""

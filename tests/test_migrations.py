@@ -8,10 +8,11 @@ from arweave_store.models import TABLES as ARWEAVE_TABLES
 from kernel import db as dbmod
 from kernel.models import TABLES as GATEWAY_TABLES
 from migrations import runner
+from telegram_bot.models import TABLES as TELEGRAM_TABLES
 from tests.conftest import migrate_database
 from webapp.models import TABLES as WEBAPP_TABLES
 
-ALL_MODELS = GATEWAY_TABLES + ARWEAVE_TABLES + WEBAPP_TABLES
+ALL_MODELS = GATEWAY_TABLES + ARWEAVE_TABLES + WEBAPP_TABLES + TELEGRAM_TABLES
 
 
 def assert_schema_matches_models(database):

@@ -5,7 +5,7 @@ clients do), and uvicorn's access log prints every path with its query. The
 filter here rewrites each record's arguments before it is formatted, so no log
 line (access log or any other) ever holds a key: ``key=`` values and anything
 shaped like a permachat key (``sk-`` and 48 letters or digits) become
-``[redacted]``.
+``[redacted]``, and so does a Telegram bot token.
 """
 
 from __future__ import annotations
@@ -16,12 +16,16 @@ import re
 # A query parameter that carries a credential, and a key wherever it appears.
 _SECRET_PARAM = re.compile(r"(?i)([?&](?:key|api[-_]?key|access_token|ticket)=)[^&\s\"]*")
 _KEY = re.compile(r"sk-[A-Za-z0-9]{16,}")
+# A Telegram bot token, which is part of every Bot API URL (httpx logs request URLs at INFO).
+_BOT_TOKEN = re.compile(r"(?<![0-9])[0-9]{1,20}:[A-Za-z0-9_-]{30,}")
 REDACTED = "[redacted]"
-LOGGERS = ("uvicorn.access", "uvicorn.error", "permachat", "permachat.gateway", "permachat.arweave")
+LOGGERS = ("uvicorn.access", "uvicorn.error", "permachat", "permachat.gateway", "permachat.arweave",
+           "permachat.telegram", "httpx")
 
 
 def redact(text: str) -> str:
-    return _KEY.sub(REDACTED, _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text))
+    text = _KEY.sub(REDACTED, _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text))
+    return _BOT_TOKEN.sub(REDACTED, text)
 
 
 class RedactSecrets(logging.Filter):

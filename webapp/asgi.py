@@ -56,6 +56,8 @@ async def healthz(request: Request) -> JSONResponse:
 def create_asgi_app(settings: Settings | None = None) -> Starlette:
     """Compose the deployment for ``settings`` (read from the environment when not given)."""
     from arweave_store import routes as arweave_routes
+    from telegram_bot import service as telegram
+    from telegram_bot import webhook as telegram_webhook
     from webapp import create_app
     from webapp.chat.shared import StreamBus
     from webapp.chat.stream import chat_routes
@@ -82,9 +84,11 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
             app.state.gateway = gateway
             try:
                 # Inside the gateway's registration: the uploads' leases name this registered process.
-                async with arweave_routes.lifespan(app, settings, gateway.registry.id):
-                    tune_gc()
-                    yield
+                async with arweave_routes.lifespan(app, settings, gateway.registry.id) as store:
+                    # Inside the store's: the bot's uploads use it, and are drained before it closes.
+                    async with telegram.lifespan(app, settings, store, gateway.registry.id):
+                        tune_gc()
+                        yield
             finally:
                 await drain_replies()  # their settlements go to the ledger, which stop() then writes
                 await gateway.stop()
@@ -96,6 +100,7 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", app=StaticAssets(STATIC_DIR, flask_app.extensions["permachat.static_versions"]),
               name="static"),
+        *telegram_webhook.routes(settings),
         *arweave_routes.routes(),
         *gateway_routes,
         *chat_routes(flask_app),

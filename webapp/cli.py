@@ -12,6 +12,7 @@ from arweave_store.graphql.cli import graphql_group
 from gateway.cli import COMMANDS as GATEWAY_COMMANDS
 from kernel import db as dbmod
 from kernel.settings import Settings, SettingsError
+from telegram_bot.cli import telegram_group
 
 
 def load_settings(ctx: click.Context) -> Settings:
@@ -141,6 +142,7 @@ for command in GATEWAY_COMMANDS:
     main.add_command(command)
 main.add_command(arweave_group)
 main.add_command(graphql_group)
+main.add_command(telegram_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,3 +46,33 @@ def test_secret_key_generated_once_and_private(tmp_path):
     mode = stat.S_IMODE(os.stat(tmp_path / "d" / "secret_key").st_mode)
     assert mode == 0o600
     assert Settings.from_env({"PERMACHAT_SECRET_KEY": "given"}).with_secret_key().secret_key == "given"
+
+
+BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+def test_the_telegram_bot_is_off_until_a_token_is_set():
+    assert not Settings.from_env({}).telegram_enabled
+    on = Settings.from_env({"PERMACHAT_TELEGRAM_BOT_TOKEN": BOT_TOKEN, "PERMACHAT_TELEGRAM_WEBHOOK_SECRET": "s3cret_-"})
+    assert on.telegram_enabled and on.telegram_mode == "webhook"
+    assert (on.telegram_api_base, on.telegram_webhook_path, on.telegram_download_limit_mb) == (
+        "https://api.telegram.org", "/telegram/webhook", 20)
+    polling = Settings.from_env({"PERMACHAT_TELEGRAM_BOT_TOKEN": BOT_TOKEN, "PERMACHAT_TELEGRAM_MODE": "polling"})
+    assert polling.telegram_mode == "polling" and not polling.telegram_webhook_secret
+
+
+@pytest.mark.parametrize("env, name, words", [
+    ({"PERMACHAT_TELEGRAM_BOT_TOKEN": BOT_TOKEN}, "PERMACHAT_TELEGRAM_WEBHOOK_SECRET", "required in webhook mode"),
+    ({"PERMACHAT_TELEGRAM_BOT_TOKEN": "not a token", "PERMACHAT_TELEGRAM_MODE": "polling"},
+     "PERMACHAT_TELEGRAM_BOT_TOKEN", "not a bot token"),
+    ({"PERMACHAT_TELEGRAM_MODE": "push"}, "PERMACHAT_TELEGRAM_MODE", "not webhook or polling"),
+    ({"PERMACHAT_TELEGRAM_API_BASE": "api.telegram.org"}, "PERMACHAT_TELEGRAM_API_BASE", "http(s) URL"),
+    ({"PERMACHAT_TELEGRAM_DOWNLOAD_LIMIT_MB": "0"}, "PERMACHAT_TELEGRAM_DOWNLOAD_LIMIT_MB", "at least 1"),
+    ({"PERMACHAT_TELEGRAM_DOWNLOAD_LIMIT_MB": "lots"}, "PERMACHAT_TELEGRAM_DOWNLOAD_LIMIT_MB", "whole number"),
+    ({"PERMACHAT_TELEGRAM_WEBHOOK_PATH": "telegram"}, "PERMACHAT_TELEGRAM_WEBHOOK_PATH", "starts with /"),
+    ({"PERMACHAT_TELEGRAM_WEBHOOK_SECRET": "has spaces!"}, "PERMACHAT_TELEGRAM_WEBHOOK_SECRET", "A-Z, a-z, 0-9"),
+])
+def test_bad_telegram_settings_say_what_is_wrong(env, name, words):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert info.value.name == name and words in str(info.value)

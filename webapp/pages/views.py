@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template
 from flask_babel import get_locale
 from werkzeug.wrappers import Response
 
@@ -36,4 +36,6 @@ def pricing() -> Response:
 def docs() -> str:
     """How to use the service, in the visitor's language."""
     lang = "zh" if str(get_locale() or "en") == "zh" else "en"
-    return render_template(f"pages/docs_{lang}.html", api_base=public_url())
+    settings = current_app.config["PERMACHAT_SETTINGS"]
+    return render_template(f"pages/docs_{lang}.html", api_base=public_url(), telegram_on=settings.telegram_enabled,
+                           telegram_limit_mb=settings.telegram_download_limit_mb)

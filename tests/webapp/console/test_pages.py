@@ -66,3 +66,21 @@ def test_language_switch_keeps_the_console_in_chinese(client, user):
     assert "登录" in page and "邮箱" in page
     r = client.post("/login", data={"email": "alice@example.com", "password": "nope"})
     assert "邮箱或密码错误" in text_of(r.data)
+
+
+def test_docs_explain_the_telegram_bot_in_both_languages(settings, database):
+    from dataclasses import replace
+
+    from webapp import create_app
+
+    off = create_app(settings, {"TESTING": True}).test_client()
+    assert "has not turned its Telegram bot on" in text_of(off.get("/docs").data)
+    on = create_app(replace(settings, telegram_bot_token="1:" + "a" * 35, telegram_download_limit_mb=50),
+                    {"TESTING": True}).test_client()
+    en = text_of(on.get("/docs").data)
+    for needle in ("Store files from Telegram", "/balance", "/uploads", "/unbind", "deletes that message", "50 MB"):
+        assert needle in en, needle
+    assert "has not turned" not in en
+    zh = text_of(on.get("/docs", headers={"Accept-Language": "zh"}).data)
+    for needle in ("通过 Telegram 存储文件", "/balance", "立即删除那条消息", "50 MB"):
+        assert needle in zh, needle
