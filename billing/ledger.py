@@ -26,7 +26,7 @@ from typing import Any
 from billing import quota
 from billing.writes import checkpoint, run_write, try_inline_peewee
 from kernel.db import db, run_sync, sql
-from kernel.models import RequestLog, utcnow
+from kernel.models import RefusedWrite, RequestLog, utcnow
 
 log = logging.getLogger("permachat.gateway")
 
@@ -49,7 +49,8 @@ class Entry:
 
 
 class Ledger:
-    def __init__(self) -> None:
+    def __init__(self, process_id: str = "") -> None:
+        self.process_id = process_id  # named on what it sets aside
         self._queue: list[Entry | Callable[[], None]] = []
         # hold id -> its latest checkpoint (units, prompt tokens, completion tokens, channel id)
         self._checkpoints: dict[str, tuple[int, int, int, int | None]] = {}
@@ -131,7 +132,7 @@ class Ledger:
                 charged = await self._write_one_by_one(batch)
             elif self._closing:
                 # The last chance: keep it in the log rather than fail the shutdown and lose the rest.
-                self._set_aside(batch[0], "refused at shutdown")
+                await self._set_aside(batch[0], "refused at shutdown")
                 charged = []
             else:
                 self._queue[:0] = batch
@@ -157,13 +158,31 @@ class Ledger:
             self._queue[:0] = batch
             raise RuntimeError(f"the database refused all {len(batch)} writes; first: {failed[0][1]}")
         for item, why in failed:
-            self._set_aside(item, why)
+            await self._set_aside(item, why)
         return charged
 
-    def _set_aside(self, item: Entry | Callable[[], None], why: str) -> None:
+    async def _set_aside(self, item: Entry | Callable[[], None], why: str) -> None:
+        """Log it in full at ERROR, and keep it in ``refused_write`` where the admin sees it (/admin/audit)."""
         self.refused.append((item, why))
+        described = _describe(item)
         log.error("usage ledger: the database refused this entry; it is set aside unwritten (%s): %s",
-                  why, _describe(item))
+                  why, described)
+        reservation = item.reservation if isinstance(item, Entry) else None
+        fields = {
+            "process_id": self.process_id,
+            "request_id": str(item.row.get("request_id", ""))[:64] if isinstance(item, Entry) else "",
+            "user_id": reservation.user_id if reservation else None,
+            "token_id": reservation.token_id if reservation else None,
+            "cost_quota": item.cost if isinstance(item, Entry) else 0,
+            "reserved_quota": reservation.units if reservation else 0,
+            # ASCII JSON: a NUL or a lone surrogate (what got the entry refused) is escaped, not stored.
+            "record": described,
+            "error": why.encode("unicode_escape").decode("ascii")[:2000],
+        }
+        try:
+            await run_write(lambda: RefusedWrite.create(**fields))
+        except Exception:  # noqa: BLE001 - the log line above already holds everything
+            log.exception("usage ledger: could not keep the refused entry in refused_write either")
 
 
 async def _commit(batch: list[Entry | Callable[[], None]]) -> list[tuple[Entry, int]]:

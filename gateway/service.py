@@ -81,9 +81,9 @@ class Gateway:
         self.http = http
         self.keys = KeyCache()
         self.pool = ChannelPool()
-        self.ledger = Ledger()
-        self.limiter = RateLimiter(settings.redis_url, settings.secret_key)
         self.registry = Registry(timeout=settings.process_timeout_seconds)
+        self.ledger = Ledger(self.registry.id)
+        self.limiter = RateLimiter(settings.redis_url, settings.secret_key)
         self.relay = Relay(http, self.pool, self.ledger, self.limiter, default_max_tokens=settings.default_max_tokens,
                            process_id=self.registry.id)
         # With Redis, a channel suspended here is suspended on every replica (gateway.suspensions).

@@ -239,5 +239,24 @@ class ServingProcess(BaseModel):
     heartbeat_at = DateTimeField(default=utcnow, index=True)
 
 
+class RefusedWrite(BaseModel):
+    """A ledger entry the database refused on its own (see :mod:`billing.ledger`), kept for the admin.
+
+    ``record`` is the entry as ASCII JSON (what it cost, what was held, its log
+    row), enough to settle it by hand; its money is still held in its ``hold``
+    row, which the process settles from its last checkpoint when it stops.
+    """
+
+    created_at = DateTimeField(default=utcnow, index=True)
+    process_id = CharField(max_length=32, default="")
+    request_id = CharField(max_length=64, default="")
+    user_id = IntegerField(null=True)
+    token_id = IntegerField(null=True)
+    cost_quota = BigIntegerField(default=0)
+    reserved_quota = BigIntegerField(default=0)
+    record = TextField(default="")
+    error = TextField(default="")
+
+
 TABLES = [User, Token, Channel, ModelPrice, RedemptionCode, RequestLog, Option, AuditLog, LoginSession, Hold,
-          ServingProcess]
+          ServingProcess, RefusedWrite]

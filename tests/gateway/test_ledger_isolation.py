@@ -69,3 +69,41 @@ def test_an_entry_the_database_refuses_is_set_aside_and_the_rest_is_written(upst
     charged = sum(r.quota for r in RequestLog.select().where(RequestLog.kind == "relay"))
     assert charged > 0 and acct.refresh().user.quota == 500_000 - charged
     assert [why for _, why in ledger.refused] == ["ValueError: a write the database will never take"]
+
+
+def test_a_refused_entry_is_kept_where_the_admin_sees_it(upstream, make_account, price, channel, serve):
+    """The log line alone is lost with the log: the entry also goes to refused_write, shown on /admin/audit."""
+    import accounts as account_ops
+    from billing.ledger import Entry
+    from kernel.models import RefusedWrite
+    from tests.webapp.console.conftest import login, text_of
+    from webapp import create_app
+
+    channel(upstream)
+    price("gpt-4o-mini", "1", "2")
+    acct = make_account("1")
+    server = serve()
+    ledger = server.gateway.ledger
+    assert chat(server, acct.key).status_code == 200
+    wait_for(lambda: RequestLog.select().where(RequestLog.kind == "relay").count() == 1, timeout=10)
+    good = RequestLog.select().where(RequestLog.kind == "relay").dicts().get()
+    # A log row the driver cannot take (no database stores an object), with a NUL like the PostgreSQL case.
+    bad_row = {k: v for k, v in good.items() if k not in ("id", "created_at")} | {
+        "request_id": "req-refused-1", "error": object(), "client_ip": "bad\x00ip"}
+    ledger.add(Entry(row=bad_row, reservation=None, cost=123))
+    assert chat(server, acct.key).status_code == 200  # written beside it, not held back
+    wait_for(lambda: RefusedWrite.select().count() == 1, timeout=10)
+    kept = RefusedWrite.get()
+    assert kept.request_id == "req-refused-1" and kept.cost_quota == 123
+    assert kept.process_id == server.gateway.registry.id
+    assert "bad\\u0000ip" in kept.record and "\x00" not in kept.record  # escaped, so any database takes it
+    assert kept.error  # why the database refused it
+    wait_for(lambda: RequestLog.select().where(RequestLog.kind == "relay").count() == 2, timeout=10)
+
+    account_ops.create_user("root@example.com", "admin password", admin=True)
+    client = create_app(server.gateway.settings, {"TESTING": True, "WTF_CSRF_ENABLED": False}).test_client()
+    assert login(client, "root@example.com", "admin password").status_code == 303
+    page = text_of(client.get("/admin/audit").data)
+    assert "Usage the database refused to record" in page and "req-refused-1" in page
+    listed = client.get("/admin/audit.json").get_json()["refused_writes"]
+    assert [r["request_id"] for r in listed] == ["req-refused-1"]

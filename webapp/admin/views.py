@@ -17,7 +17,7 @@ from accounts import (
     set_topup_info,
     topup_info,
 )
-from kernel.models import AuditLog, Channel, ModelPrice, RedemptionCode, User
+from kernel.models import AuditLog, Channel, ModelPrice, RedemptionCode, RefusedWrite, User
 from kernel.money import format_usd, parse_usd, usd_to_units
 from webapp.account.gateway_sync import forget_keys, reload_channels
 from webapp.account.respond import render
@@ -271,9 +271,15 @@ def free_tier() -> Response:
 @bp.get("/audit.json")
 @bp.get("/audit")
 def audit() -> Response:
-    """What admins changed, newest first."""
+    """What admins changed, newest first; above it, any ledger entry the database refused."""
     rows = list(AuditLog.select().order_by(AuditLog.id.desc()).limit(300))
+    refused = list(RefusedWrite.select().order_by(RefusedWrite.id.desc()).limit(100))
     emails = {u.id: u.email for u in User.select(User.id, User.email)
               .where(User.id.in_({r.actor_id for r in rows if r.actor_id}))} if rows else {}
-    return render("admin/audit.html", "admin/audit.html", {"entries": [actions.audit_json(a) for a in rows]},
-                  entries=rows, emails=emails)
+    return render("admin/audit.html", "admin/audit.html",
+                  {"entries": [actions.audit_json(a) for a in rows],
+                   "refused_writes": [{"time": r.created_at.isoformat(), "request_id": r.request_id,
+                                       "user_id": r.user_id, "cost_usd": format_usd(r.cost_quota),
+                                       "reserved_usd": format_usd(r.reserved_quota), "error": r.error,
+                                       "record": r.record} for r in refused]},
+                  entries=rows, emails=emails, refused=refused)
