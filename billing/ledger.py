@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from billing import quota
@@ -45,7 +45,6 @@ class Entry:
     row: dict[str, Any]
     reservation: quota.Reservation | None
     cost: int  # units to charge; the row records what was actually charged
-    done: asyncio.Future[int] | None = field(default=None, repr=False)
 
 
 class Ledger:
@@ -124,22 +123,18 @@ class Ledger:
         if not batch:
             return
         try:
-            charged = await _commit(batch)
+            await _commit(batch)
         except Exception:
             # Nothing of the batch was committed (one transaction).
             _unsettle(batch)
             if len(batch) > 1:
-                charged = await self._write_one_by_one(batch)
+                await self._write_one_by_one(batch)
             elif self._closing:
                 # The last chance: keep it in the log rather than fail the shutdown and lose the rest.
                 await self._set_aside(batch[0], "refused at shutdown")
-                charged = []
             else:
                 self._queue[:0] = batch
                 raise
-        for entry, units in charged or ():
-            if entry.done is not None and not entry.done.done():
-                entry.done.set_result(units)
         if self._queue:
             self._wake.set()
 
