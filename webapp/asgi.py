@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from gateway.http.cors import GatewayCORS
 from gateway.http_client import upstream_client
 from gateway.service import Gateway
 from kernel import db as dbmod
@@ -96,18 +97,20 @@ def create_asgi_app(settings: Settings | None = None) -> Starlette:
                     await app.state.chat_bus.close()
 
     gateway_routes = gateway.routes()
+    upload_routes = arweave_routes.routes()
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", app=StaticAssets(STATIC_DIR, flask_app.extensions["permachat.static_versions"]),
               name="static"),
         *telegram_webhook.routes(settings),
-        *arweave_routes.routes(),
+        *upload_routes,
         *gateway_routes,
         *chat_routes(flask_app),
         Mount("/", app=WSGIMiddleware(flask_app, workers=16)),
     ]
     app = Deployment(routes=routes, lifespan=lifespan)
     app.fast_endpoints = fast_endpoints(gateway_routes)
+    app.cors = GatewayCORS(app.route, [*gateway_routes, *upload_routes], prefixes=("/v1/", "/arweave/"))
     app.trust_proxies(settings.proxy_list())
     app.state.gateway = gateway  # for tests; started only by the lifespan
     return app
@@ -139,6 +142,7 @@ class Deployment(Starlette):
 
     fast_endpoints: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {}
     forwarded: ProxyHeadersMiddleware | None = None
+    cors: GatewayCORS | None = None  # cross-origin requests to the gateway's paths (gateway/http/cors.py)
 
     def trust_proxies(self, proxies: list[str]) -> None:
         """Believe ``X-Forwarded-For``/``-Proto`` from these addresses only (``PERMACHAT_TRUSTED_PROXIES``).
@@ -157,6 +161,12 @@ class Deployment(Starlette):
             await self.dispatch(scope, receive, send)
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.cors is not None and self.cors.wants(scope):
+            await self.cors.cors(scope, receive, send)  # CORSMiddleware around route(), below
+        else:
+            await self.route(scope, receive, send)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             endpoint = self.fast_endpoints.get((scope["method"], scope["path"]))
             if endpoint is not None:

@@ -260,7 +260,35 @@ def routes(gw: Gateway) -> list[BaseRoute]:
         except GatewayError as exc:
             return error_response(exc, request_id)
 
-    return [Route("/v1/messages", messages, methods=["POST"]), Route("/messages", messages, methods=["POST"])]
+    async def count_tokens(request: Request) -> Response:
+        """Anthropic's ``/v1/messages/count_tokens``: the request's input tokens, counted here, for free."""
+        request_id = new_request_id()
+        try:
+            return await _count_tokens(gw, request, request_id)
+        except GatewayError as exc:
+            return error_response(exc, request_id)
+
+    # Claude Code with ANTHROPIC_BASE_URL ending in /v1 asks for /v1/v1/messages: the same endpoint.
+    paths = ("/v1/messages", "/messages", "/v1/v1/messages")
+    return [*(Route(path, messages, methods=["POST"]) for path in paths),
+            *(Route(path + "/count_tokens", count_tokens, methods=["POST"]) for path in paths)]
+
+
+async def _count_tokens(gw: Gateway, request: Request, request_id: str) -> Response:
+    """Counted with the gateway's tokenizer over the same translation a request would be billed on.
+
+    Never a made-up zero: Claude Code compacts a conversation when this number
+    nears the model's window, so an answer of 0 would let it overflow. The key
+    must be one that may use the model; counting costs nothing.
+    """
+    auth = await gw.authenticate(request_key(request), client_ip(request))
+    native = parse_json(await read_body(request, gw.settings.max_body_bytes))
+    if isinstance(native, dict) and native.get("max_tokens") is None:
+        native = {**native, "max_tokens": 1}  # count_tokens bodies carry none; the rest is checked as for a message
+    body = to_openai(validate_messages(native))
+    gw.relay.check_model(auth, body["model"], CHAT)
+    counted = await anyio.to_thread.run_sync(lambda: tokens.count_chat_prompt(body))
+    return JSONResponse({"input_tokens": counted}, headers={"request-id": request_id, "X-Request-Id": request_id})
 
 
 async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:

@@ -315,10 +315,22 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
             routes.append(Route(prefix + path, _method_not_allowed(methods), methods=others))
     for extra in EXTRA_ROUTES:
         routes.extend(extra(gw))
+    # Last: any other path under /v1 is the gateway's too, and answers as OpenAI does, not with
+    # the web app's HTML 404 page and its session cookie (Codex prints whatever it gets).
+    routes += [Route("/v1", _unknown_path, methods=list(ALL_METHODS)),
+               Route("/v1/{rest:path}", _unknown_path, methods=list(ALL_METHODS))]
     return routes
 
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def _unknown_path(request: Request) -> Response:
+    path = request.scope["path"]
+    return error_response(NotFound(
+        f"Unknown request URL: {request.method} {path[:200]}. Check the URL: the gateway serves "
+        "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages, /v1/models and the others "
+        "listed on /docs.", code="unknown_url"), new_request_id())
 
 
 def _method_not_allowed(allowed: list[str]) -> Callable[[Request], Awaitable[Response]]:

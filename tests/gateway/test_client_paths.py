@@ -1,0 +1,152 @@
+"""What real clients hit beside the main endpoints: unknown paths, browser preflights, Claude Code's paths.
+
+Each case is something a client broke on: Codex printed the web app's whole HTML
+404 page; a page on another origin could not call the gateway at all (its
+preflight got 405); Claude Code's ``count_tokens`` and its doubled ``/v1/v1``
+base URL fell through to that same HTML page.
+"""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from tests.conftest import LiveServer
+
+MSGS = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture
+def served(upstream, make_account, price, channel, serve):
+    channel(upstream)
+    price("gpt-4o-mini")
+    return serve(), make_account()
+
+
+@pytest.mark.parametrize("path", ["/v1/responsez", "/v1/chat/completion", "/v1", "/v1/files/abc/content"])
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_an_unknown_gateway_path_answers_openai_json_and_sets_no_cookie(served, path, method):
+    server, acct = served
+    response = httpx.request(method, server.url + path, headers={"Authorization": f"Bearer {acct.key}"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "unknown_url"
+    assert path in error["message"]
+    assert response.headers["x-request-id"]
+    assert "set-cookie" not in response.headers
+
+
+def test_the_openai_sdk_reads_an_unknown_path_as_a_not_found_error(served):
+    server, acct = served
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=acct.key, max_retries=0)
+    with pytest.raises(openai.NotFoundError) as err:
+        client.get("/assistants/asst_1", cast_to=object)
+    assert err.value.code == "unknown_url"
+
+
+def test_a_page_path_is_still_the_web_apps(served):
+    server, _ = served
+    response = httpx.get(server.url + "/no-such-page")
+    assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")
+
+
+# -- CORS ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions", "/v1/models", "/v1/messages",
+                                  "/dashboard/billing/subscription", "/graphql", "/arweave/upload"])
+def test_a_preflight_from_another_origin_is_answered_on_every_gateway_path(served, path):
+    server, _ = served
+    asked = "authorization, content-type, x-api-key, api-key, x-goog-api-key, anthropic-version, anthropic-beta, x-stainless-os"
+    response = httpx.options(server.url + path, headers={
+        "Origin": "https://translator.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": asked})
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "POST" in response.headers["access-control-allow-methods"]
+    allowed = {h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")}
+    assert {h.strip() for h in asked.split(",")} <= allowed
+    assert "access-control-allow-credentials" not in response.headers  # so a browser never sends cookies
+    assert "set-cookie" not in response.headers
+
+
+def test_a_cross_origin_call_exposes_the_request_id_and_the_pages_stay_same_origin(served):
+    server, acct = served
+    response = httpx.post(server.url + "/v1/chat/completions", headers={
+        "Origin": "https://translator.example", "Authorization": f"Bearer {acct.key}"},
+        json={"model": "gpt-4o-mini", "messages": MSGS})
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "x-request-id" in response.headers["access-control-expose-headers"].lower()
+    page = httpx.get(server.url + "/", headers={"Origin": "https://translator.example"})
+    assert "access-control-allow-origin" not in page.headers
+
+
+def test_chromium_on_another_origin_calls_the_gateway(served, browser):
+    """A translator's page on its own origin, with the key in a header: the preflight passes and it reads the answer."""
+    server, acct = served
+    other = LiveServer(Starlette(routes=[Route("/", lambda request: HTMLResponse(
+        "<!doctype html><title>translator</title><p>elsewhere</p>"))])).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(other.url + "/")
+        result = page.evaluate("""async ([base, key]) => {
+            const response = await fetch(base + "/v1/chat/completions", {
+                method: "POST",
+                headers: {"Authorization": "Bearer " + key, "Content-Type": "application/json",
+                          "x-stainless-lang": "js"},
+                body: JSON.stringify({model: "gpt-4o-mini", messages: [{role: "user", content: "Say hello"}]}),
+            });
+            const body = await response.json();
+            return {status: response.status, requestId: response.headers.get("x-request-id"),
+                    content: body.choices[0].message.content};
+        }""", [server.url, acct.key])
+    finally:
+        context.close()
+        other.stop()
+    assert result["status"] == 200 and result["requestId"] and result["content"]
+
+
+# -- Claude Code's paths -------------------------------------------------------------------------
+
+
+def test_count_tokens_counts_and_never_answers_zero(served):
+    server, acct = served
+    client = anthropic.Anthropic(base_url=server.url, api_key=acct.key, max_retries=0)
+    short = client.messages.count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    longer = client.messages.count_tokens(
+        model="gpt-4o-mini", system="You are terse.",
+        messages=[{"role": "user", "content": "Summarise the plot of Hamlet in three sentences, please. " * 20}],
+        tools=[{"name": "lookup", "description": "Look a word up", "input_schema": {"type": "object"}}])
+    assert 0 < short.input_tokens < longer.input_tokens
+    assert longer.input_tokens > 200  # twenty copies of a twelve-token sentence, plus the system prompt and tool
+
+
+def test_count_tokens_needs_a_key_and_a_model_it_may_use(served):
+    server, acct = served
+    anonymous = httpx.post(server.url + "/v1/messages/count_tokens",
+                           json={"model": "gpt-4o-mini", "messages": MSGS})
+    assert anonymous.status_code == 401
+    client = anthropic.Anthropic(base_url=server.url, api_key=acct.key, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as err:
+        client.messages.count_tokens(model="not-a-model", messages=[{"role": "user", "content": "Hi"}])
+    assert err.value.status_code in (403, 404)
+    bad = httpx.post(server.url + "/v1/messages/count_tokens", headers={"x-api-key": acct.key},
+                     json={"model": "gpt-4o-mini", "messages": "hello"})
+    assert bad.status_code == 400 and "messages" in bad.json()["error"]["message"]
+
+
+def test_a_base_url_ending_in_v1_still_reaches_messages(served):
+    """Claude Code with ANTHROPIC_BASE_URL=http://host/v1 sends /v1/v1/messages."""
+    server, acct = served
+    client = anthropic.Anthropic(base_url=server.url + "/v1", api_key=acct.key, max_retries=0)
+    message = client.messages.create(model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
+    assert message.content[0].text
+    assert client.messages.count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]).input_tokens > 0
