@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -167,3 +168,15 @@ def loads(data: str | bytes, what: str) -> Any:
         return json.loads(data)
     except ValueError:
         raise UpstreamFailure(f"{what} is not JSON: {str(data)[:200]}", kind=FailureKind.RETRY) from None
+
+
+def embedding_as_requested(vector: list[float], encoding_format: Any) -> list[float] | str:
+    """One embedding as the client asked for it: floats, or OpenAI's ``base64`` (little-endian float32).
+
+    The Node SDK asks for base64 by default; handing it floats instead gives
+    vectors that are silently wrong, so every adaptor that builds embeddings
+    itself goes through here.
+    """
+    if encoding_format != "base64":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")

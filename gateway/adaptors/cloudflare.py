@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import httpx
@@ -21,6 +22,7 @@ from gateway.adaptors._chat import (
     bad_request,
     content_parts,
     content_text,
+    embedding_as_requested,
     function_tools,
     loads,
     max_tokens,
@@ -102,8 +104,18 @@ class CloudflareAdaptor(OpenAIAdaptor):
 
     async def embed(self, request: JSONRequest) -> JSONResult:
         self._check()
+        # Workers AI's OpenAI-compatible endpoint answers floats whatever it is asked: encode here.
+        wanted = request.body.get("encoding_format")
+        body = {k: v for k, v in request.body.items() if k != "encoding_format"}
         with readable_errors():
-            return await super().embed(request)
+            result = await super().embed(replace(request, body=body))
+        if wanted != "base64":
+            return result
+        data = [dict(item, embedding=embedding_as_requested(item["embedding"], wanted))
+                if isinstance(item, dict) and isinstance(item.get("embedding"), list) else item
+                for item in result.body.get("data") or []]
+        # A new plain dict: the upstream's own text (RawChunk.raw) must not be what is relayed.
+        return JSONResult(body={**result.body, "data": data}, usage=result.usage)
 
     # The native endpoint -----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from gateway.adaptors._chat import (
     bad_request,
     content_parts,
     content_text,
+    embedding_as_requested,
     function_tools,
     loads,
     max_tokens,
@@ -297,5 +298,7 @@ class GeminiAdaptor(Adaptor):
         tokens = sum(math.ceil(len(t) / 4) for t in inputs)
         usage = Usage(prompt_tokens=tokens)
         body = {"object": "list", "model": request.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]}
+                "data": [{"object": "embedding", "index": i,
+                          "embedding": embedding_as_requested(v, request.body.get("encoding_format"))}
+                         for i, v in enumerate(vectors)]}
         return JSONResult(body=body, usage=usage)

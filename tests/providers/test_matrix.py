@@ -230,3 +230,18 @@ def test_what_reaches_each_upstream(client, upstreams):
     client.chat.completions.create(model="replicate-chat", messages=messages)
     assert upstreams["replicate"].last["path"] == "/v1/models/meta/meta-llama-3-8b-instruct/predictions"
     assert upstreams["replicate"].last["headers"]["prefer"] == "wait"
+
+
+@pytest.mark.parametrize("provider", ["gemini", "cloudflare"])
+def test_embeddings_come_as_base64_when_asked(client, provider):
+    """The Node SDK asks for base64 by default: floats instead would be decoded into wrong vectors."""
+    import base64
+    import struct
+
+    floats = client.embeddings.create(model=f"{provider}-embed", input=["one two", "three"], encoding_format="float")
+    packed = client.embeddings.create(model=f"{provider}-embed", input=["one two", "three"],
+                                      encoding_format="base64")
+    for as_float, as_b64 in zip(floats.data, packed.data, strict=True):
+        assert isinstance(as_b64.embedding, str)  # the SDK leaves it to the caller when asked explicitly
+        raw = base64.b64decode(as_b64.embedding)
+        assert list(struct.unpack(f"<{len(raw) // 4}f", raw)) == pytest.approx(as_float.embedding, rel=1e-6)
