@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ from gateway.suspensions import SuspensionBus
 from gateway.validation import validate_chat
 from kernel.db import run_sync
 from kernel.errors import AuthenticationError
-from kernel.models import Token, User
+from kernel.models import RequestLog, Token, User
 from kernel.settings import Settings
 
 log = logging.getLogger("permachat.gateway")
@@ -232,6 +233,26 @@ class Gateway:
             if token.unlimited:
                 return Balance(remaining=max(0, user.quota), used=user.used_quota)
             return Balance(remaining=max(0, min(token.remain_quota, user.quota)), used=token.used_quota)
+
+        return await run_sync(read)
+
+    async def spend_by_day(self, auth: KeyInfo, start: dt.date, end: dt.date) -> dict[dt.date, dict[str, int]]:
+        """Units spent per UTC day and model in ``[start, end)``: the key's, or the account's for an unlimited key.
+
+        The same scope as :meth:`balance`'s ``used``, read from the usage log.
+        """
+        def read() -> dict[dt.date, dict[str, int]]:
+            whose = (RequestLog.user_id == auth.user_id) if auth.unlimited else (RequestLog.token_id == auth.token_id)
+            rows = (RequestLog.select(RequestLog.created_at, RequestLog.model, RequestLog.quota)
+                    .where(whose & (RequestLog.quota > 0) & RequestLog.kind.in_(("relay", "upload"))
+                           & (RequestLog.created_at >= dt.datetime.combine(start, dt.time()))
+                           & (RequestLog.created_at < dt.datetime.combine(end, dt.time())))
+                    .tuples())
+            days: dict[dt.date, dict[str, int]] = {}
+            for created_at, model, units in rows:
+                per_model = days.setdefault(created_at.date(), {})
+                per_model[model] = per_model.get(model, 0) + units
+            return days
 
         return await run_sync(read)
 

@@ -39,6 +39,7 @@ from gateway.http.multipart import parse_form
 from gateway.relay import ChatStream, encode_chunk, new_request_id
 from gateway.validation import parse_json, read_body
 from kernel.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, error_response
+from kernel.money import UNITS_PER_USD
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -283,7 +284,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         """The key's limit in USD, as OpenAI's (and One-API's) billing endpoint reports it."""
         auth = await auth_of(request)
         balance = await gw.balance(auth)
-        total = (balance.remaining + balance.used) / 500_000
+        total = (balance.remaining + balance.used) / UNITS_PER_USD
         expires = int(auth.expires_at.replace(tzinfo=dt.UTC).timestamp()) if auth.expires_at else 0
         return JSONResponse({"object": "billing_subscription", "has_payment_method": True,
                              "soft_limit_usd": total, "hard_limit_usd": total, "system_hard_limit_usd": total,
@@ -291,10 +292,35 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
 
     @with_request_id
     async def usage(request: Request, request_id: str) -> Response:
-        """What the key has spent, in US cents (``total_usage``), as OpenAI's billing endpoint reports it."""
+        """What the key has spent, in US cents (``total_usage``), as OpenAI's billing endpoint reports it.
+
+        With ``start_date`` and ``end_date`` (``YYYY-MM-DD``, the end excluded, as
+        OpenAI's), only that period, with ``daily_costs`` per model: what NextChat
+        and the other dashboards show as "used this month".
+        """
+        auth = await auth_of(request)
+        period = usage_period(request.query_params.get("start_date"), request.query_params.get("end_date"))
+        if period is None:
+            balance = await gw.balance(auth)
+            return JSONResponse({"object": "list", "total_usage": balance.used / UNITS_PER_USD * 100})
+        days = await gw.spend_by_day(auth, *period)
+        daily = [{"timestamp": int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()),
+                  "line_items": [{"name": model, "cost": units / UNITS_PER_USD * 100}
+                                 for model, units in sorted(models.items())]}
+                 for day, models in sorted(days.items())]
+        total = sum(sum(models.values()) for models in days.values())
+        return JSONResponse({"object": "list", "daily_costs": daily, "total_usage": total / UNITS_PER_USD * 100})
+
+    @with_request_id
+    async def credit_grants(request: Request, request_id: str) -> Response:
+        """OpenAI's old credit summary in USD (Cherry Studio, ChatBox and NextChat read it for the balance)."""
         auth = await auth_of(request)
         balance = await gw.balance(auth)
-        return JSONResponse({"object": "list", "total_usage": balance.used / 500_000 * 100})
+        granted = (balance.remaining + balance.used) / UNITS_PER_USD
+        return JSONResponse({"object": "credit_summary", "total_granted": granted,
+                             "total_used": balance.used / UNITS_PER_USD,
+                             "total_available": balance.remaining / UNITS_PER_USD,
+                             "grants": {"object": "list", "data": []}})
 
     table: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
         ("/chat/completions", chat_completions, ["POST"]),
@@ -303,6 +329,7 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         ("/models/{model:path}", get_model, ["GET"]),
         ("/dashboard/billing/subscription", subscription, ["GET"]),
         ("/dashboard/billing/usage", usage, ["GET"]),
+        ("/dashboard/billing/credit_grants", credit_grants, ["GET"]),
     ]
     table += [(path, with_request_id(handler), ["POST"]) for path, handler in routes_json.items()]
     routes: list[BaseRoute] = []
@@ -342,6 +369,28 @@ def _method_not_allowed(allowed: list[str]) -> Callable[[Request], Awaitable[Res
         return response
 
     return endpoint
+
+
+MAX_USAGE_DAYS = 100  # as OpenAI's endpoint
+
+
+def usage_period(start: str | None, end: str | None) -> tuple[dt.date, dt.date] | None:
+    """The ``[start, end)`` of a usage query; None when neither is given. Raises BadRequest otherwise."""
+    if not start and not end:
+        return None
+    if not start or not end:
+        raise BadRequest("Give both start_date and end_date (YYYY-MM-DD), or neither.",
+                         param="start_date" if not start else "end_date")
+    try:
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    except ValueError:
+        raise BadRequest(f"start_date and end_date must be dates as YYYY-MM-DD (got {start[:20]!r}, {end[:20]!r}).",
+                         param="start_date") from None
+    if last <= first:
+        raise BadRequest("end_date must come after start_date (the end date is not included).", param="end_date")
+    if (last - first).days > MAX_USAGE_DAYS:
+        raise BadRequest(f"The period may span at most {MAX_USAGE_DAYS} days.", param="end_date")
+    return first, last
 
 
 def audio_estimate(size: int) -> Usage:

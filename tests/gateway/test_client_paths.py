@@ -150,3 +150,56 @@ def test_a_base_url_ending_in_v1_still_reaches_messages(served):
     message = client.messages.create(model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": "Hi"}])
     assert message.content[0].text
     assert client.messages.count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]).input_tokens > 0
+
+
+# -- the balance endpoints dashboards read (NextChat, Cherry Studio, ChatBox) ----------------------
+
+
+def test_usage_for_a_period_and_the_credit_summary(served):
+    import datetime as dt
+
+    from kernel.models import RequestLog, Token
+
+    server, acct = served
+    auth = {"Authorization": f"Bearer {acct.key}"}
+    for _ in range(2):
+        assert httpx.post(server.url + "/v1/chat/completions", headers=auth,
+                          json={"model": "gpt-4o-mini", "messages": MSGS}).status_code == 200
+    from tests.gateway.helpers import wait_for
+
+    wait_for(lambda: RequestLog.select().where(RequestLog.token_id == acct.token.id).count() == 2, timeout=10)
+    spent = sum(r.quota for r in RequestLog.select().where(RequestLog.token_id == acct.token.id))
+    today = dt.datetime.now(dt.UTC).date()
+    usage = httpx.get(server.url + "/v1/dashboard/billing/usage", headers=auth,
+                      params={"start_date": today.isoformat(), "end_date": (today + dt.timedelta(days=1)).isoformat()})
+    assert usage.status_code == 200, usage.text
+    body = usage.json()
+    assert body["total_usage"] == pytest.approx(spent / 500_000 * 100)
+    [day] = body["daily_costs"]
+    assert day["line_items"] == [{"name": "gpt-4o-mini", "cost": pytest.approx(spent / 500_000 * 100)}]
+    past = httpx.get(server.url + "/dashboard/billing/usage", headers=auth,
+                     params={"start_date": "2020-01-01", "end_date": "2020-02-01"}).json()
+    assert past["total_usage"] == 0 and past["daily_costs"] == []
+
+    grants = httpx.get(server.url + "/dashboard/billing/credit_grants", headers=auth)
+    assert grants.status_code == 200, grants.text
+    summary = grants.json()
+    left = Token.get_by_id(acct.token.id)  # an unlimited key: the account's balance is what it has
+    assert summary["object"] == "credit_summary"
+    assert summary["total_used"] == pytest.approx(spent / 500_000)
+    assert summary["total_available"] == pytest.approx(acct.refresh().user.quota / 500_000)
+    assert summary["total_granted"] == pytest.approx(summary["total_used"] + summary["total_available"])
+    assert left.used_quota == spent
+
+
+@pytest.mark.parametrize("params, complaint", [
+    ({"start_date": "2024-01-01"}, "both"),
+    ({"start_date": "yesterday", "end_date": "2024-01-02"}, "YYYY-MM-DD"),
+    ({"start_date": "2024-01-02", "end_date": "2024-01-01"}, "after"),
+    ({"start_date": "2024-01-01", "end_date": "2024-06-01"}, "100 days"),
+])
+def test_a_bad_usage_period_is_a_clear_400(served, params, complaint):
+    server, acct = served
+    response = httpx.get(server.url + "/v1/dashboard/billing/usage", params=params,
+                         headers={"Authorization": f"Bearer {acct.key}"})
+    assert response.status_code == 400 and complaint in response.json()["error"]["message"]
