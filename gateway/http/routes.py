@@ -263,11 +263,16 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
 
     @with_request_id
     async def list_models(request: Request, request_id: str) -> Response:
-        """The models this key may use, as OpenAI lists them."""
+        """The models this key may use, as OpenAI lists them; as Anthropic does for an Anthropic client."""
         auth = await auth_of(request)
-        entries = await gw.model_catalog(auth)
-        return JSONResponse({"object": "list", "data": [_model_object(e.id, e.channel_types)
-                                                        for e in entries if e.allowed]})
+        entries = [e for e in await gw.model_catalog(auth) if e.allowed]
+        if "anthropic-version" in request.headers:
+            # Claude Code and the anthropic SDKs page through Anthropic's shape.
+            data = [{"type": "model", "id": e.id, "display_name": e.id, "created_at": "1970-01-01T00:00:00Z"}
+                    for e in entries]
+            return JSONResponse({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                                 "last_id": data[-1]["id"] if data else None})
+        return JSONResponse({"object": "list", "data": [_model_object(e.id, e.channel_types) for e in entries]})
 
     @with_request_id
     async def get_model(request: Request, request_id: str) -> Response:
@@ -399,8 +404,13 @@ def audio_estimate(size: int) -> Usage:
                  completion_tokens=size // tokens.TRANSCRIPT_BYTES_PER_TOKEN + 1)
 
 
+# The request formats every model is served in (new-api's names; Cherry Studio picks its API by them).
+ENDPOINT_TYPES = ("openai", "anthropic")
+
+
 def _model_object(model_id: str, owners: tuple[str, ...]) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": 0, "owned_by": owners[0] if owners else "permachat"}
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owners[0] if owners else "permachat",
+            "supported_endpoint_types": list(ENDPOINT_TYPES)}
 
 
 class _AsResponse(Response):

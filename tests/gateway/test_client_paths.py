@@ -203,3 +203,14 @@ def test_a_bad_usage_period_is_a_clear_400(served, params, complaint):
     response = httpx.get(server.url + "/v1/dashboard/billing/usage", params=params,
                          headers={"Authorization": f"Bearer {acct.key}"})
     assert response.status_code == 400 and complaint in response.json()["error"]["message"]
+
+
+def test_models_in_anthropic_shape_for_anthropic_clients_and_with_endpoint_types(served):
+    server, acct = served
+    claude = anthropic.Anthropic(base_url=server.url, api_key=acct.key, max_retries=0)
+    listed = claude.models.list()
+    assert [m.id for m in listed.data] == ["gpt-4o-mini"] and listed.data[0].type == "model"
+    assert listed.has_more is False
+    oai = openai.OpenAI(base_url=server.url + "/v1", api_key=acct.key, max_retries=0)
+    [model] = oai.models.list().data
+    assert model.id == "gpt-4o-mini" and model.model_extra["supported_endpoint_types"] == ["openai", "anthropic"]
