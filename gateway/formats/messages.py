@@ -12,9 +12,10 @@ Anthropic-shaped: ``{"type": "error", "error": {"type", "message"}}``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -184,15 +185,24 @@ def _usage(usage: Usage | None) -> dict[str, int]:
             "cache_creation_input_tokens": written}
 
 
-async def events_of(chunks: AsyncIterator[dict[str, Any]], model: str, state: dict[str, Any]) -> AsyncIterator[Event]:
-    """OpenAI chunks as Anthropic's stream events; ``state`` collects usage and text for billing."""
+async def events_of(chunks: AsyncIterator[dict[str, Any]], model: str, state: dict[str, Any],
+                    prompt_tokens: Awaitable[int] | None = None) -> AsyncIterator[Event]:
+    """OpenAI chunks as Anthropic's stream events; ``state`` collects usage and text for billing.
+
+    ``message_start`` carries the prompt's tokens as Anthropic's does (Claude Code
+    tracks its context window by them): ``prompt_tokens``, counted while the
+    upstream is asked, so it is sent once the upstream has answered.
+    """
     try:
+        first = await anext(chunks, None)  # the upstream has answered (or failed, and the relay fails over)
+        counted = await prompt_tokens if prompt_tokens is not None else 0
         yield "message_start", {"type": "message_start", "message": {
             "id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": _usage(None)}}
+            "stop_reason": None, "stop_sequence": None,
+            "usage": _usage(Usage(prompt_tokens=counted, completion_tokens=0))}}
         index, open_kind, open_tool = -1, "", -1
         finish = "stop"
-        async for chunk in chunks:
+        async for chunk in _resumed(first, chunks):
             if chunk.get("usage"):
                 state["usage"] = Usage.from_openai(chunk["usage"])
                 state["final"] = True  # the OpenAI-speaking adaptors report usage once, at the end
@@ -243,6 +253,13 @@ async def events_of(chunks: AsyncIterator[dict[str, Any]], model: str, state: di
     finally:
         # An async for does not close what it iterates: this closes the upstream's response.
         await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _resumed(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -329,6 +346,12 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
         return JSONResponse(message, headers=headers)
 
     state: dict[str, Any] = {"usage": None, "texts": [], "final": False}
+    prompt_count: list[asyncio.Future[int]] = []  # counted once, on the first attempt that needs it
+
+    def count_prompt() -> asyncio.Future[int]:
+        if not prompt_count:
+            prompt_count.append(asyncio.ensure_future(anyio.to_thread.run_sync(lambda: tokens.count_chat_prompt(body))))
+        return prompt_count[0]
 
     async def open_stream(adaptor: Adaptor, upstream_model: str) -> tuple[AsyncIterator[Event], Event]:
         if isinstance(adaptor, AnthropicAdaptor):
@@ -337,7 +360,7 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
             chunks = adaptor.stream(ChatRequest(
                 body={**body, "model": upstream_model, "stream": True, "stream_options": {"include_usage": True}},
                 model=model, upstream_model=upstream_model, request_id=request_id))
-            events = events_of(chunks, model, state)
+            events = events_of(chunks, model, state, count_prompt())
         try:
             first = await events.__anext__()
             second = await events.__anext__()  # the upstream has answered once this arrives

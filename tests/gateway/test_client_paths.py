@@ -214,3 +214,15 @@ def test_models_in_anthropic_shape_for_anthropic_clients_and_with_endpoint_types
     oai = openai.OpenAI(base_url=server.url + "/v1", api_key=acct.key, max_retries=0)
     [model] = oai.models.list().data
     assert model.id == "gpt-4o-mini" and model.model_extra["supported_endpoint_types"] == ["openai", "anthropic"]
+
+
+def test_a_translated_stream_tells_the_prompts_tokens_in_message_start(served):
+    """Claude Code reads message_start's input_tokens to track its context; 0 would hide a full window."""
+    server, acct = served
+    client = anthropic.Anthropic(base_url=server.url, api_key=acct.key, max_retries=0)
+    request = {"model": "gpt-4o-mini", "system": "Be brief.",
+               "messages": [{"role": "user", "content": "Tell me about the sea. " * 30}]}
+    with client.messages.stream(max_tokens=50, **request) as stream:
+        events = list(stream)
+    start = next(e for e in events if e.type == "message_start")
+    assert start.message.usage.input_tokens == client.messages.count_tokens(**request).input_tokens > 100
