@@ -112,7 +112,39 @@ def to_anthropic(body: dict[str, Any], model: str, default_max_tokens: int = DEF
         out.pop("top_k", None)
     if isinstance(body.get("user"), str):
         out["metadata"] = {"user_id": body["user"][:256]}
+    _structured(body, out)
     return out
+
+
+# Claude has no JSON mode: a json_schema response_format becomes one tool the model must call,
+# whose input is the answer (Anthropic's own advice); its input is handed back as the message text.
+STRUCTURED_TOOL = "structured_output"
+
+
+def structured(body: dict[str, Any]) -> bool:
+    """Whether ``body``'s answer comes back through :data:`STRUCTURED_TOOL` (see :func:`to_anthropic`)."""
+    fmt = body.get("response_format")
+    return (isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+            and isinstance((fmt.get("json_schema") or {}).get("schema"), dict) and not function_tools(body))
+
+
+def _structured(body: dict[str, Any], out: dict[str, Any]) -> None:
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_schema", "json_object"):
+        return
+    if not structured(body):
+        # json_object (or a schema beside the client's own tools): ask for it in words.
+        out["system"] = "\n\n".join(filter(None, [out.get("system"), "Answer with one JSON object and nothing else."]))
+        return
+    spec = fmt["json_schema"]
+    out["tools"] = [{"name": STRUCTURED_TOOL, "input_schema": spec["schema"],
+                     "description": spec.get("description") or f"Give the answer as {spec.get('name') or 'JSON'}."}]
+    # Thinking cannot be combined with a forced tool: then the model is told to use it instead.
+    forced = (out.get("thinking") or {}).get("type") not in ("enabled", "adaptive")
+    out["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL} if forced else {"type": "auto"}
+    if not forced:
+        out["system"] = "\n\n".join(filter(None, [out.get("system"),
+                                                   f"Answer by calling the {STRUCTURED_TOOL} tool."]))
 
 
 def with_thinking_room(limit: int, thinking: dict[str, Any]) -> int:
@@ -177,19 +209,22 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def from_anthropic(data: dict[str, Any], writer: OpenAIWriter) -> dict[str, Any]:
-    """A Messages API response as a ``chat.completion``."""
+def from_anthropic(data: dict[str, Any], writer: OpenAIWriter, *, structured: bool = False) -> dict[str, Any]:
+    """A Messages API response as a ``chat.completion`` (``structured``: the answer is the forced tool's input)."""
     text, reasoning, calls = [], [], []
+    finish = FINISH.get(data.get("stop_reason") or "", "stop")
     for block in data.get("content") or []:
         if block.get("type") == "text":
             text.append(block.get("text", ""))
         elif block.get("type") == "thinking":
             reasoning.append(block.get("thinking", ""))
+        elif block.get("type") == "tool_use" and structured and block.get("name") == STRUCTURED_TOOL:
+            text = [json.dumps(block.get("input") or {}, ensure_ascii=False)]  # the answer, whatever text preceded it
+            finish = "stop"
         elif block.get("type") == "tool_use":
             calls.append(tool_call(block.get("id", ""), block.get("name", ""), block.get("input") or {}))
     return writer.completion(text="".join(text), tool_calls=calls, reasoning="".join(reasoning),
-                             finish_reason=FINISH.get(data.get("stop_reason") or "", "stop"),
-                             usage=usage_of(data.get("usage")))
+                             finish_reason=finish, usage=usage_of(data.get("usage")))
 
 
 def failure(status: int, content: bytes, headers: httpx.Headers) -> UpstreamFailure:
@@ -236,7 +271,7 @@ class AnthropicAdaptor(Adaptor):
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         data = await self.send_native(self.build(request))
-        body = from_anthropic(data, OpenAIWriter(request.model, request.request_id))
+        body = from_anthropic(data, OpenAIWriter(request.model, request.request_id), structured=structured(request.body))
         return ChatResult(body=body, usage=usage_of(data.get("usage")))
 
     async def send_native(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -274,6 +309,8 @@ class AnthropicAdaptor(Adaptor):
         writer = OpenAIWriter(request.model, request.request_id)
         usage: dict[str, Any] = {}
         tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        answer_block: int | None = None  # the forced structured-output tool's block: its JSON is the text
+        as_answer = structured(request.body)
         finish = "stop"
         async for event, data in self.stream_native(self.build(request)):
             if event == "message_start":
@@ -281,7 +318,9 @@ class AnthropicAdaptor(Adaptor):
                 yield writer.chunk({"role": "assistant", "content": ""})
             elif event == "content_block_start":
                 block = data.get("content_block") or {}
-                if block.get("type") == "tool_use":
+                if block.get("type") == "tool_use" and as_answer and block.get("name") == STRUCTURED_TOOL:
+                    answer_block = data.get("index", 0)
+                elif block.get("type") == "tool_use":
                     index = tool_index[data.get("index", 0)] = len(tool_index)
                     yield writer.chunk({"tool_calls": [dict(tool_call(block.get("id", ""), block.get("name", ""), ""),
                                                             index=index)]})
@@ -292,12 +331,16 @@ class AnthropicAdaptor(Adaptor):
                     yield writer.chunk({"content": delta.get("text", "")})
                 elif kind == "thinking_delta":
                     yield writer.chunk({"reasoning_content": delta.get("thinking", "")})
+                elif kind == "input_json_delta" and data.get("index", 0) == answer_block:
+                    yield writer.chunk({"content": delta.get("partial_json", "")})
                 elif kind == "input_json_delta" and data.get("index", 0) in tool_index:
                     yield writer.chunk({"tool_calls": [{"index": tool_index[data.get("index", 0)],
                                                         "function": {"arguments": delta.get("partial_json", "")}}]})
             elif event == "message_delta":
                 usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
                 finish = FINISH.get((data.get("delta") or {}).get("stop_reason") or "", "stop")
+                if answer_block is not None and finish == "tool_calls":
+                    finish = "stop"  # the forced tool was the answer, not a call for the client
             elif event == "message_stop":
                 yield writer.chunk({}, finish)
                 yield writer.usage_chunk(usage_of(usage))

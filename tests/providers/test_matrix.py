@@ -245,3 +245,21 @@ def test_embeddings_come_as_base64_when_asked(client, provider):
         assert isinstance(as_b64.embedding, str)  # the SDK leaves it to the caller when asked explicitly
         raw = base64.b64decode(as_b64.embedding)
         assert list(struct.unpack(f"<{len(raw) // 4}f", raw)) == pytest.approx(as_float.embedding, rel=1e-6)
+
+
+def test_structured_output_is_enforced_on_claude_through_a_forced_tool(client, upstreams):
+    import json
+
+    schema = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": True}}
+    messages = [{"role": "user", "content": "Paris"}]
+    r = client.chat.completions.create(model="anthropic-chat", messages=messages, response_format=fmt)
+    sent = upstreams["anthropic"].last["body"]
+    assert sent["tools"][0]["input_schema"] == schema
+    assert sent["tool_choice"] == {"type": "tool", "name": sent["tools"][0]["name"]}
+    choice = r.choices[0]
+    assert choice.finish_reason == "stop" and not choice.message.tool_calls
+    assert json.loads(choice.message.content) == {"location": "Paris"}
+    got = collect(client.chat.completions.create(model="anthropic-chat", messages=messages, response_format=fmt,
+                                                 stream=True))
+    assert json.loads(got["content"]) == {"location": "Paris"} and not got["calls"] and got["finish"] == "stop"
