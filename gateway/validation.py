@@ -303,8 +303,9 @@ def validate_messages(body: Body) -> Body:
         where = f"messages.{i}"
         if not isinstance(message, dict):
             raise BadRequest(f"'{where}' must be an object.", param=where)
-        if message.get("role") not in ("user", "assistant"):
-            raise BadRequest(f"'{where}.role' must be 'user' or 'assistant'.", param=f"{where}.role")
+        # Claude Code puts system instructions mid-conversation (role "system"); Anthropic takes them.
+        if message.get("role") not in ("user", "assistant", "system"):
+            raise BadRequest(f"'{where}.role' must be 'user', 'assistant' or 'system'.", param=f"{where}.role")
         content = message.get("content")
         if not isinstance(content, str | list):
             raise BadRequest(f"'{where}.content' must be a string or an array of content blocks.",

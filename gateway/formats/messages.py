@@ -55,8 +55,13 @@ def error_response(exc: GatewayError, request_id: str) -> JSONResponse:
 
 # Anthropic request -> OpenAI chat ------------------------------------------------------------
 
-def to_openai(body: dict[str, Any]) -> dict[str, Any]:
-    """An Anthropic Messages body as an OpenAI chat body, for channels that speak OpenAI."""
+def to_openai(body: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    """An Anthropic Messages body as an OpenAI chat body, for channels that speak OpenAI.
+
+    Not ``strict``: a block no OpenAI-speaking channel can take is kept as its
+    JSON text instead of refused, for the estimate made before a channel is
+    chosen (an Anthropic channel gets the body as sent, and takes it).
+    """
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model: Field required", param="model")
@@ -72,9 +77,14 @@ def to_openai(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(system, str) and system:
         messages.append({"role": "system", "content": system})
     for i, m in enumerate(raw_messages):
-        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-            raise BadRequest(f"messages.{i}.role: must be 'user' or 'assistant'", param=f"messages.{i}")
-        messages.extend(_message(m["role"], m.get("content"), i))
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system"):
+            raise BadRequest(f"messages.{i}.role: must be 'user', 'assistant' or 'system'", param=f"messages.{i}")
+        if m["role"] == "system":  # mid-conversation instructions: a system message there, as OpenAI allows
+            text = _text_of(m.get("content"))
+            if text:
+                messages.append({"role": "system", "content": text})
+            continue
+        messages.extend(_message(m["role"], m.get("content"), i, strict))
     out: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": body["max_tokens"]}
     if isinstance(body.get("stop_sequences"), list):
         out["stop"] = body["stop_sequences"]
@@ -110,7 +120,42 @@ def to_openai(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _message(role: str, content: Any, i: int) -> list[dict[str, Any]]:
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n\n".join(b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("text"))
+
+
+def _document(block: dict[str, Any], i: int, strict: bool) -> dict[str, Any]:
+    """A ``document`` block as an OpenAI part: its text, or a PDF as a ``file`` part."""
+    source = block.get("source") or {}
+    title = block.get("title")
+    kind = source.get("type")
+    if kind == "text" and isinstance(source.get("data"), str):
+        text = source["data"]
+    elif kind == "content":
+        inner = source.get("content")
+        text = inner if isinstance(inner, str) else _text_of(inner)
+    elif kind == "base64" and source.get("media_type") == "application/pdf":
+        return {"type": "file", "file": {"filename": f"{title or 'document'}.pdf",
+                                         "file_data": f"data:application/pdf;base64,{source.get('data', '')}"}}
+    elif strict:
+        raise BadRequest(f"messages.{i}.content: a document from a {kind!r} source can only go to an Anthropic "
+                         "channel; send its text, or a PDF as base64", param=f"messages.{i}")
+    else:
+        text = json.dumps(source)[:2000]
+    return {"type": "text", "text": f"{title}\n\n{text}" if title else text}
+
+
+def _search_result(block: dict[str, Any]) -> dict[str, Any]:
+    """A ``search_result`` block (a RAG hit with its source) as text the model can cite from."""
+    inner = block.get("content")
+    text = inner if isinstance(inner, str) else _text_of(inner)
+    head = " ".join(str(x) for x in (block.get("title"), block.get("source") and f"({block['source']})") if x)
+    return {"type": "text", "text": f"{head}\n{text}" if head else text}
+
+
+def _message(role: str, content: Any, i: int, strict: bool = True) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
@@ -139,9 +184,15 @@ def _message(role: str, content: Any, i: int) -> list[dict[str, Any]]:
             results.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
         elif kind in ("thinking", "redacted_thinking"):
             continue  # only Anthropic can read its own signed thinking back
-        else:
+        elif kind == "document":
+            parts.append(_document(block, i, strict))
+        elif kind == "search_result":
+            parts.append(_search_result(block))
+        elif strict:
             raise BadRequest(f"messages.{i}.content: blocks of type {kind!r} can only go to an Anthropic channel",
                              param=f"messages.{i}")
+        else:
+            parts.append({"type": "text", "text": json.dumps(block)[:2000]})
     out: list[dict[str, Any]] = list(results)  # tool results answer the previous turn, so they come first
     if role == "assistant":
         text = "".join(p["text"] for p in parts if p["type"] == "text")
@@ -312,8 +363,16 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
     ip = client_ip(request)
     auth = await gw.authenticate(request_key(request), ip)
     native = validate_messages(parse_json(await read_body(request, gw.settings.max_body_bytes)))
-    body = to_openai(native)
+    # For the estimate and the model; a channel that speaks OpenAI gets the strict translation.
+    body = to_openai(native, strict=False)
     model = body["model"]
+    translated: list[dict[str, Any]] = []
+
+    def for_openai() -> dict[str, Any]:
+        """The strict translation, made (and refused) only when an OpenAI-speaking channel is chosen."""
+        if not translated:
+            translated.append(to_openai(native))
+        return translated[0]
     stream = native.get("stream") is True
 
     def output(adaptor: type[Adaptor]) -> int:
@@ -330,7 +389,7 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
             if isinstance(adaptor, AnthropicAdaptor):
                 data = await adaptor.send_native({**native, "model": upstream_model})
                 return {**data, "model": model}, usage_of(data.get("usage"))
-            result = await adaptor.complete(ChatRequest(body={**body, "model": upstream_model}, model=model,
+            result = await adaptor.complete(ChatRequest(body={**for_openai(), "model": upstream_model}, model=model,
                                                         upstream_model=upstream_model, request_id=request_id))
             return message_of(result.body, model, result.usage), result.usage
 
@@ -358,7 +417,7 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
             events = _native_events(adaptor.stream_native({**native, "model": upstream_model}), model, state)
         else:
             chunks = adaptor.stream(ChatRequest(
-                body={**body, "model": upstream_model, "stream": True, "stream_options": {"include_usage": True}},
+                body={**for_openai(), "model": upstream_model, "stream": True, "stream_options": {"include_usage": True}},
                 model=model, upstream_model=upstream_model, request_id=request_id))
             events = events_of(chunks, model, state, count_prompt())
         try:

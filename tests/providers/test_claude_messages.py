@@ -133,3 +133,39 @@ def test_a_stream_cut_mid_way_ends_in_an_anthropic_error_event(claude, upstreams
                                     messages=[{"role": "user", "content": "a b c d e f g h"}]) as stream:
             for _ in stream.text_stream:
                 pass
+
+
+CLAUDE_CODE_TURN = [
+    {"role": "user", "content": [
+        {"type": "document", "title": "notes", "source": {"type": "text", "media_type": "text/plain",
+                                                          "data": "The meeting is on Tuesday."}},
+        {"type": "search_result", "source": "https://wiki.example/a", "title": "Wiki",
+         "content": [{"type": "text", "text": "Tuesday is the second day."}]},
+        {"type": "text", "text": "When is it"}]},
+    {"role": "system", "content": "<system-reminder>Answer shortly</system-reminder>"},
+]
+
+
+def test_claude_codes_mid_conversation_system_and_rich_blocks_go_to_anthropic_as_sent(claude, upstreams):
+    """Claude Code's default shape: a system message after the first turn, a document, a search result."""
+    httpx_body = {"model": "anthropic-chat", "max_tokens": 100, "messages": CLAUDE_CODE_TURN}
+    msg = claude.messages.create(**httpx_body)
+    sent = upstreams["anthropic"].last["body"]
+    assert sent["messages"] == CLAUDE_CODE_TURN  # as sent: nothing translated or dropped
+    assert "System: <system-reminder>Answer shortly</system-reminder>." in msg.content[0].text
+
+
+@pytest.mark.parametrize("provider", [p for p in PROVIDERS if p != "anthropic"])
+def test_the_same_turn_is_translated_for_other_channels(claude, upstreams, provider):
+    msg = claude.messages.create(model=f"{provider}-chat", max_tokens=100, messages=CLAUDE_CODE_TURN)
+    text = msg.content[0].text
+    assert "The meeting is on Tuesday." in text and "Tuesday is the second day." in text  # both reached the model
+    assert "Answer shortly" in text  # the mid-conversation system message, as a system message
+
+
+def test_a_pdf_by_url_is_refused_only_when_a_channel_cannot_read_it(claude):
+    block = {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.create(model="gemini-chat", max_tokens=50,
+                               messages=[{"role": "user", "content": [block, {"type": "text", "text": "sum up"}]}])
+    assert "Anthropic channel" in err.value.message

@@ -59,6 +59,16 @@ def _parts(content: Any) -> list[Part]:
             parts.append(Part("tool_result", text=text, call_id=block["tool_use_id"]))
         elif kind in ("thinking", "redacted_thinking"):
             continue
+        elif kind == "document":  # a text source is read as text; a PDF as its size
+            source = block["source"]
+            if source["type"] == "text":
+                parts.append(Part("text", text=source["data"]))
+            elif source["type"] == "content":
+                parts.append(Part("text", text=" ".join(b.get("text", "") for b in source["content"])))
+            else:
+                parts.append(Part("text", text=f"[{source.get('media_type', 'document')}]"))
+        elif kind == "search_result":
+            parts.append(Part("text", text=" ".join(b.get("text", "") for b in block["content"])))
         else:
             raise ValueError(f"messages: unknown content block type {kind!r}")
     return parts
@@ -113,13 +123,19 @@ def create_app(switches: Switches | None = None) -> Starlette:
         if not body.get("messages"):
             return error(400, "messages: at least one message is required")
         try:
-            turns = [Turn(m["role"], _parts(m["content"])) for m in body["messages"]]
+            if any(m["role"] not in ("user", "assistant", "system") for m in body["messages"]):
+                raise ValueError("each role must be 'user', 'assistant' or 'system'")
+            # Mid-conversation system instructions (Claude Code sends them) add to the system prompt.
+            inline_system = [" ".join(p.text for p in _parts(m["content"])) for m in body["messages"]
+                             if m["role"] == "system"]
+            turns = [Turn(m["role"], _parts(m["content"])) for m in body["messages"] if m["role"] != "system"]
         except (KeyError, TypeError, ValueError) as exc:
             return error(400, f"messages: {exc}")
         tools = [t["name"] for t in body.get("tools") or []]
         if (body.get("tool_choice") or {}).get("type") == "none":
             tools = []
-        reply = answer(_system(body.get("system")), turns, tools, max_tokens=body["max_tokens"],
+        reply = answer(" ".join(filter(None, [_system(body.get("system")), *inline_system])), turns, tools,
+                       max_tokens=body["max_tokens"],
                        stop=body.get("stop_sequences"),
                        thinking=(body.get("thinking") or {}).get("type") == "enabled")
         # Blocks marked cache_control are written to the prompt cache (a word a token), as Anthropic
