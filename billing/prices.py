@@ -28,24 +28,38 @@ class Price:
     per_call: int = 0
     cached_per_million: int | None = None  # None: cached tokens cost as much as input
     is_default: bool = False
+    cache_write_per_million: int | None = None  # None: 1.25 times input (Anthropic's 5-minute cache)
+    cache_write_1h_per_million: int | None = None  # None: twice input (its one-hour cache)
+
+    @property
+    def cached_rate(self) -> int:
+        return self.input_per_million if self.cached_per_million is None else self.cached_per_million
+
+    @property
+    def cache_write_rate(self) -> int:
+        return self.input_per_million * 5 // 4 if self.cache_write_per_million is None else self.cache_write_per_million
+
+    @property
+    def cache_write_1h_rate(self) -> int:
+        return self.input_per_million * 2 if self.cache_write_1h_per_million is None else self.cache_write_1h_per_million
 
     def cost(self, usage: Usage, *, calls: int = 1) -> int:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
         writes = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
         writes_1h = min(usage.cache_write_1h_tokens, usage.prompt_tokens - cached - writes)
-        cached_rate = self.input_per_million if self.cached_per_million is None else self.cached_per_million
-        # Anthropic's cache writes: 1.25x the input rate for the 5-minute cache, 2x for the hour.
         return (self.per_call * calls
                 + cost_of_tokens(usage.prompt_tokens - cached - writes - writes_1h, self.input_per_million)
-                + cost_of_tokens(cached, cached_rate)
-                + cost_of_tokens(writes, self.input_per_million * 5 // 4)
-                + cost_of_tokens(writes_1h, self.input_per_million * 2)
+                + cost_of_tokens(cached, self.cached_rate)
+                + cost_of_tokens(writes, self.cache_write_rate)
+                + cost_of_tokens(writes_1h, self.cache_write_1h_rate)
                 + cost_of_tokens(usage.completion_tokens, self.output_per_million))
 
     @classmethod
     def from_row(cls, row: ModelPrice) -> Price:
         return cls(input_per_million=row.input_per_million, output_per_million=row.output_per_million,
-                   per_call=row.per_call, cached_per_million=row.cached_input_per_million)
+                   per_call=row.per_call, cached_per_million=row.cached_input_per_million,
+                   cache_write_per_million=row.cache_write_per_million,
+                   cache_write_1h_per_million=row.cache_write_1h_per_million)
 
 
 def default_price(value: Any) -> Price | None:

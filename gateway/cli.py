@@ -171,10 +171,17 @@ def price_group() -> None:
 @click.option("--input", "input_usd", required=True, help="USD per million input tokens.")
 @click.option("--output", "output_usd", required=True, help="USD per million output tokens.")
 @click.option("--per-call", "per_call_usd", default=None, help="Optional USD per request.")
+@click.option("--cached", "cached_usd", default=None, help="USD per million cached input tokens (default: --input).")
+@click.option("--cache-write", "cache_write_usd", default=None,
+              help="USD per million tokens written to a 5-minute prompt cache (default: 1.25 x --input).")
+@click.option("--cache-write-1h", "cache_write_1h_usd", default=None,
+              help="USD per million tokens written to a one-hour prompt cache (default: 2 x --input).")
 @with_db
-def price_set(model: str, input_usd: str, output_usd: str, per_call_usd: str | None) -> None:
+def price_set(model: str, input_usd: str, output_usd: str, per_call_usd: str | None, cached_usd: str | None,
+              cache_write_usd: str | None, cache_write_1h_usd: str | None) -> None:
     """Set a model's price (USD per million tokens)."""
-    price = set_price(model, input_usd=input_usd, output_usd=output_usd, per_call_usd=per_call_usd)
+    price = set_price(model, input_usd=input_usd, output_usd=output_usd, per_call_usd=per_call_usd,
+                      cached_usd=cached_usd, cache_write_usd=cache_write_usd, cache_write_1h_usd=cache_write_1h_usd)
     invalidation.announce()
     click.echo(f"{price.model}: input {format_usd(price.input_per_million)}/M, "
                f"output {format_usd(price.output_per_million)}/M")

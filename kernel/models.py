@@ -118,6 +118,8 @@ class ModelPrice(BaseModel):
     input_per_million = BigIntegerField(default=0)
     output_per_million = BigIntegerField(default=0)
     cached_input_per_million = BigIntegerField(null=True)  # None: same as input
+    cache_write_per_million = BigIntegerField(null=True)  # Anthropic's 5-minute cache; None: 1.25x input
+    cache_write_1h_per_million = BigIntegerField(null=True)  # its one-hour cache; None: 2x input
     per_call = BigIntegerField(default=0)
     updated_at = DateTimeField(default=utcnow)
 

@@ -89,6 +89,11 @@ def test_channels_prices_and_codes(cli):
     assert channel.model_mapping == {"fast": "gpt-4o-mini"} and channel.weight == 3 and channel.priority == 5
     price = ModelPrice.get(ModelPrice.model == "gpt-4o")
     assert (price.input_per_million, price.output_per_million) == (1_250_000, 5_000_000)
+    cli("price", "set", "claude-x", "--input", "3", "--output", "15", "--cached", "0.3", "--cache-write", "3.75",
+        "--cache-write-1h", "6")
+    claude = ModelPrice.get(ModelPrice.model == "claude-x")
+    assert (claude.cached_input_per_million, claude.cache_write_per_million, claude.cache_write_1h_per_million) == (
+        150_000, 1_875_000, 3_000_000)
     assert RedemptionCode.select().where(RedemptionCode.quota == 5 * UNITS_PER_USD).count() == 3
     dbmod.db.close()
 

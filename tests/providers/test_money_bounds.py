@@ -200,3 +200,38 @@ def test_a_request_that_fails_here_before_reaching_the_upstream_bills_nothing(si
     assert User.get_by_id(user_id).quota == 500_000
     assert all(row.quota == 0 for row in RequestLog.select().where(RequestLog.user_id == user_id,
                                                                     RequestLog.kind == "relay"))
+
+
+def test_cache_writes_and_reads_are_billed_at_the_prices_the_admin_set(site, upstreams):
+    """With cache prices of its own (permachat price set --cache-write ...), a cache write costs that, not 1.25x."""
+    from gateway import invalidation
+
+    gateway = site.server.server.config.app.state.gateway
+    accounts.set_price("anthropic-chat", input_usd="1", output_usd="2", cache_write_usd="4", cache_write_1h_usd="8",
+                       cached_usd="0.1")
+    invalidation.announce()  # as the CLI and the admin pages do
+    try:
+        deadline = time.monotonic() + 10  # the CLI announced it: every process reloads its prices within a second
+        while gateway.pool.price("anthropic-chat").cache_write_1h_per_million != 4_000_000:
+            assert time.monotonic() < deadline, "the running gateway never saw the new price"
+            time.sleep(0.05)
+        big = "cached context " * 400
+        body = {"model": "anthropic-chat", "max_tokens": 50, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": big, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+            {"type": "text", "text": "and a question"}]}]}
+        r = httpx.post(site.url + "/v1/messages", json=body, headers={"x-api-key": site.key}, timeout=20)
+        assert r.status_code == 200, r.text
+        usage = r.json()["usage"]
+        written = usage["cache_creation_input_tokens"]
+        assert written == 800
+        row = log_row(r.headers["request-id"])
+        # Per token: input 0.5 units, output 1, a one-hour cache write 8 USD/M = 4 units.
+        expected = (usage["input_tokens"] * 500_000 + written * 4_000_000 + usage["output_tokens"] * 1_000_000) \
+            // 1_000_000
+        assert abs(row.quota - expected) <= 2, (row.quota, expected)
+    finally:
+        accounts.set_price("anthropic-chat", input_usd="1", output_usd="2")
+        invalidation.announce()
+        deadline = time.monotonic() + 10
+        while gateway.pool.price("anthropic-chat").cache_write_per_million is not None and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -149,16 +149,26 @@ def user_change(user: User, values: Mapping[str, Any], actor_id: int) -> str:
 
 
 def price_json(p: ModelPrice) -> dict[str, Any]:
+    def usd(units: int | None) -> str | None:
+        return None if units is None else format_usd(units)
+
     return {"model": p.model, "input_usd_per_million": format_usd(p.input_per_million),
             "output_usd_per_million": format_usd(p.output_per_million), "per_call_usd": format_usd(p.per_call),
+            "cached_usd_per_million": usd(p.cached_input_per_million),
+            "cache_write_usd_per_million": usd(p.cache_write_per_million),
+            "cache_write_1h_usd_per_million": usd(p.cache_write_1h_per_million),
             "updated_at": p.updated_at.isoformat()}
 
 
 def price_save(values: Mapping[str, Any], actor_id: int) -> ModelPrice:
-    per_call = values.get("per_call")
+    def optional(name: str) -> str | None:
+        value = values.get(name)
+        return str(value) if value not in (None, "") else None
+
     return set_price(str(values.get("model") or ""), input_usd=str(values.get("input") or "0"),
-                     output_usd=str(values.get("output") or "0"),
-                     per_call_usd=str(per_call) if per_call not in (None, "") else None, actor_id=actor_id)
+                     output_usd=str(values.get("output") or "0"), per_call_usd=optional("per_call"),
+                     cached_usd=optional("cached"), cache_write_usd=optional("cache_write"),
+                     cache_write_1h_usd=optional("cache_write_1h"), actor_id=actor_id)
 
 
 def price_remove(model: str, actor_id: int) -> None:

@@ -130,14 +130,19 @@ def test_prices_and_topup_text(root):
     add_channel(type="openai", name="o", base_url="http://127.0.0.1:9/v1", keys=["k"], models="gpt-4o, o1")
     pricing = root.get("/pricing.json").get_json()["models"]
     assert pricing == [{"model": "gpt-4o", "input_usd_per_million": "$2.50", "output_usd_per_million": "$10.00",
-                        "per_call_usd": "$0.00", "free": False, "providers": ["openai"], "default_price": False},
+                        "per_call_usd": "$0.00", "cached_usd_per_million": "$2.50",
+                        "cache_write_usd_per_million": None, "cache_write_1h_usd_per_million": None,
+                        "free": False, "providers": ["openai"], "default_price": False},
                        {"model": "o1", "input_usd_per_million": None, "output_usd_per_million": None,
-                        "per_call_usd": None, "free": False, "providers": ["openai"], "default_price": False}]
+                        "per_call_usd": None, "cached_usd_per_million": None, "cache_write_usd_per_million": None,
+                        "cache_write_1h_usd_per_million": None, "free": False, "providers": ["openai"],
+                        "default_price": False}]
     r = root.post("/admin/default-price", data={"input": "1", "output": "4"})
     assert "Default price saved." in text_of(r.data)
     o1 = root.get("/pricing.json").get_json()["models"][1]
     assert (o1["input_usd_per_million"], o1["output_usd_per_million"], o1["default_price"]) == ("$1.00", "$4.00", True)
     assert "(default price)" in text_of(root.get("/pricing").data)
+
     bad = root.post("/admin/default-price", data={"input": "x"})
     assert bad.status_code == 400 and "default price, input" in text_of(bad.data)
     root.post("/admin/default-price", data={"action": "clear"})
@@ -150,6 +155,30 @@ def test_prices_and_topup_text(root):
     assert root.get("/topup.json").get_json()["cny_per_usd"] == "7.1"
     bad = root.post("/admin/topup-options", data={"text": "t", "cny_per_usd": "free"})
     assert bad.status_code == 400 and "exchange rate" in text_of(bad.data)
+
+
+def test_cache_prices_are_set_on_the_admin_page_and_shown_on_pricing(root):
+    add_channel(type="anthropic", name="claude", base_url="http://127.0.0.1:9", keys=["k"], models="claude-x, claude-y")
+    r = root.post("/admin/prices", data={"model": "claude-x", "input": "3", "output": "15", "cached": "0.3",
+                                         "cache_write": "3.75", "cache_write_1h": "6"})
+    assert "Price of claude-x saved." in text_of(r.data)
+    price = ModelPrice.get(ModelPrice.model == "claude-x")
+    assert (price.cached_input_per_million, price.cache_write_per_million, price.cache_write_1h_per_million) == (
+        150_000, 1_875_000, 3_000_000)
+    root.post("/admin/prices", data={"model": "claude-y", "input": "1", "output": "5"})  # cache prices derived
+    models = {m["model"]: m for m in root.get("/pricing.json").get_json()["models"]}
+    x, y = models["claude-x"], models["claude-y"]
+    assert (x["cached_usd_per_million"], x["cache_write_usd_per_million"], x["cache_write_1h_usd_per_million"]) == (
+        "$0.30", "$3.75", "$6.00")
+    assert (y["cached_usd_per_million"], y["cache_write_usd_per_million"], y["cache_write_1h_usd_per_million"]) == (
+        "$1.00", "$1.25", "$2.00")
+    page = text_of(root.get("/pricing").data)
+    assert "claude-x $3.00 $15.00 - $0.30 $3.75 · $6.00" in page
+    zh = text_of(root.get("/pricing", headers={"Accept-Language": "zh-CN"}).data)
+    assert "缓存写入" in zh
+    bad = root.post("/admin/prices", data={"model": "claude-x", "input": "3", "output": "15", "cache_write": "lots"})
+    assert "'lots' is not an amount of USD" in text_of(bad.data)
+    assert ModelPrice.get(ModelPrice.model == "claude-x").cache_write_per_million == 1_875_000  # nothing lost
 
 
 def test_codes_made_on_the_command_line_show_up(root):
