@@ -274,10 +274,24 @@ class AnthropicAdaptor(Adaptor):
         body = from_anthropic(data, OpenAIWriter(request.model, request.request_id), structured=structured(request.body))
         return ChatResult(body=body, usage=usage_of(data.get("usage")))
 
-    async def send_native(self, body: dict[str, Any]) -> dict[str, Any]:
+    def client_headers(self, version: str | None, beta: str | None) -> dict[str, str]:
+        """The channel's headers with a Messages client's own ``anthropic-version`` and ``anthropic-beta``.
+
+        Claude Code turns features on with betas (interleaved thinking, context
+        management...): they are added to the channel's own, not put in their place.
+        """
+        headers = dict(self.headers)
+        if version and version.strip():
+            headers["anthropic-version"] = version.strip()[:64]
+        betas = [b.strip() for part in (self.headers.get("anthropic-beta"), beta) if part for b in part.split(",")]
+        if betas:
+            headers["anthropic-beta"] = ",".join(dict.fromkeys(b for b in betas if b))[:2000]
+        return headers
+
+    async def send_native(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         """POST an Anthropic body as is; the Anthropic-shaped answer (used by ``/v1/messages`` too)."""
         with transport_errors():
-            response = await self.http.post(self.url, json=dict(body, stream=False), headers=self.headers)
+            response = await self.http.post(self.url, json=dict(body, stream=False), headers=headers or self.headers)
             content = await response.aread()
         if response.status_code >= 400:
             raise failure(response.status_code, content, response.headers)
@@ -286,11 +300,12 @@ class AnthropicAdaptor(Adaptor):
             raise UpstreamFailure("Anthropic answered with JSON that is not an object", kind=FailureKind.RETRY)
         return data
 
-    async def stream_native(self, body: dict[str, Any]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def stream_native(self, body: dict[str, Any],
+                            headers: dict[str, str] | None = None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Anthropic's own ``(event, data)`` stream; an ``error`` event raises."""
         with transport_errors():
             async with self.http.stream("POST", self.url, json=dict(body, stream=True),
-                                        headers=self.headers) as response:
+                                        headers=headers or self.headers) as response:
                 if response.status_code >= 400:
                     raise failure(response.status_code, await response.aread(), response.headers)
                 async for event, raw in sse_events(response):

@@ -363,6 +363,7 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
     ip = client_ip(request)
     auth = await gw.authenticate(request_key(request), ip)
     native = validate_messages(parse_json(await read_body(request, gw.settings.max_body_bytes)))
+    versions = (request.headers.get("anthropic-version"), request.headers.get("anthropic-beta"))
     # For the estimate and the model; a channel that speaks OpenAI gets the strict translation.
     body = to_openai(native, strict=False)
     model = body["model"]
@@ -387,7 +388,7 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
     if not stream:
         async def attempt(adaptor: Adaptor, upstream_model: str) -> tuple[dict[str, Any], Usage | None]:
             if isinstance(adaptor, AnthropicAdaptor):
-                data = await adaptor.send_native({**native, "model": upstream_model})
+                data = await adaptor.send_native({**native, "model": upstream_model}, adaptor.client_headers(*versions))
                 return {**data, "model": model}, usage_of(data.get("usage"))
             result = await adaptor.complete(ChatRequest(body={**for_openai(), "model": upstream_model}, model=model,
                                                         upstream_model=upstream_model, request_id=request_id))
@@ -414,7 +415,8 @@ async def _handle(gw: Gateway, request: Request, request_id: str) -> Response:
 
     async def open_stream(adaptor: Adaptor, upstream_model: str) -> tuple[AsyncIterator[Event], Event]:
         if isinstance(adaptor, AnthropicAdaptor):
-            events = _native_events(adaptor.stream_native({**native, "model": upstream_model}), model, state)
+            events = _native_events(adaptor.stream_native({**native, "model": upstream_model},
+                                                          adaptor.client_headers(*versions)), model, state)
         else:
             chunks = adaptor.stream(ChatRequest(
                 body={**for_openai(), "model": upstream_model, "stream": True, "stream_options": {"include_usage": True}},

@@ -169,3 +169,16 @@ def test_a_pdf_by_url_is_refused_only_when_a_channel_cannot_read_it(claude):
         claude.messages.create(model="gemini-chat", max_tokens=50,
                                messages=[{"role": "user", "content": [block, {"type": "text", "text": "sum up"}]}])
     assert "Anthropic channel" in err.value.message
+
+
+def test_the_clients_anthropic_version_and_betas_reach_an_anthropic_channel(site, upstreams):
+    """Claude Code turns features on with anthropic-beta; the channel's own betas stay."""
+    r = httpx.post(site.url + "/v1/messages", timeout=20, json={
+        "model": "anthropic-chat", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": site.key, "anthropic-version": "2023-06-01",
+                 "anthropic-beta": "interleaved-thinking-2025-05-14, context-management-2025-06-27"})
+    assert r.status_code == 200, r.text
+    sent = upstreams["anthropic"].last["headers"]
+    assert sent["anthropic-version"] == "2023-06-01"
+    assert sent["anthropic-beta"].split(",") == ["interleaved-thinking-2025-05-14", "context-management-2025-06-27"]
+    assert sent["x-api-key"] != site.key  # the channel's key, never the client's
