@@ -1,1 +1,1 @@
-"""Request formats other than Chat Completions, translated to the relay's one call: Claude's Messages API."""
+"""Request formats other than Chat Completions, through the relay's one lifecycle: Claude's Messages API, Gemini's own."""

@@ -33,6 +33,7 @@ from gateway.adaptors.base import (
     Usage,
 )
 from gateway.auth import KeyInfo, client_ip, request_key
+from gateway.formats import gemini as gemini_native
 from gateway.formats import messages as claude_messages
 from gateway.http.disconnect import DisconnectWatch, while_connected
 from gateway.http.multipart import parse_form
@@ -49,7 +50,7 @@ log = logging.getLogger("permachat.gateway")
 Handler = Callable[[Request, str], Awaitable[Response]]
 
 # Functions (gateway) -> routes for other request formats; add one line per format.
-EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = [claude_messages.routes]
+EXTRA_ROUTES: list[Callable[[Gateway], list[BaseRoute]]] = [claude_messages.routes, gemini_native.routes]
 
 
 def with_request_id(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -266,6 +267,8 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         """The models this key may use, as OpenAI lists them; as Anthropic does for an Anthropic client."""
         auth = await auth_of(request)
         entries = [e for e in await gw.model_catalog(auth) if e.allowed]
+        if gemini_native.is_google_client(request.headers):
+            return JSONResponse(gemini_native.models_list([e.id for e in entries]))
         if "anthropic-version" in request.headers:
             # Claude Code and the anthropic SDKs page through Anthropic's shape.
             data = [{"type": "model", "id": e.id, "display_name": e.id, "created_at": "1970-01-01T00:00:00Z"}
@@ -337,7 +340,9 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         ("/dashboard/billing/credit_grants", credit_grants, ["GET"]),
     ]
     table += [(path, with_request_id(handler), ["POST"]) for path, handler in routes_json.items()]
-    routes: list[BaseRoute] = []
+    # Other formats first: Gemini's POST /v1/models/{model}:generateContent must win over the 405
+    # that /v1/models/{model} answers for a POST.
+    routes: list[BaseRoute] = [route for extra in EXTRA_ROUTES for route in extra(gw)]
     for path, endpoint, methods in table:
         # Without the second route a wrong method would fall through to the web
         # app's HTML 404; clients expect OpenAI's 405 error body.
@@ -345,8 +350,6 @@ def build_routes(gw: Gateway) -> list[BaseRoute]:
         for prefix in ("/v1", ""):
             routes.append(Route(prefix + path, endpoint, methods=methods))
             routes.append(Route(prefix + path, _method_not_allowed(methods), methods=others))
-    for extra in EXTRA_ROUTES:
-        routes.extend(extra(gw))
     # Last: any other path under /v1 is the gateway's too, and answers as OpenAI does, not with
     # the web app's HTML 404 page and its session cookie (Codex prints whatever it gets).
     routes += [Route("/v1", _unknown_path, methods=list(ALL_METHODS)),
