@@ -263,6 +263,20 @@ class Relay:
         self.ledger.add(Entry(row=row, reservation=call.reservation, cost=cost))
         return cost
 
+    async def finish_translated(self, call: Call, usage: Usage | None, body: dict[str, Any], texts: list[str], *,
+                                complete: bool, status: int = 200, error: str = "") -> int:
+        """:meth:`finish` for a stream relayed in another format (Messages, Gemini's own).
+
+        The upstream's usage is billed when it reported all of it; a stream cut
+        before that (or reporting nothing) is billed for what reached the client,
+        counted here from the chat ``body`` and the ``texts`` sent, at least.
+        """
+        if usage is None or not complete or (usage.prompt_tokens == 0 and usage.completion_tokens == 0):
+            counted = await anyio.to_thread.run_sync(lambda: Usage(
+                prompt_tokens=tokens.count_chat_prompt(body), completion_tokens=sum(tokens.count(t) for t in texts)))
+            usage = counted if usage is None else usage.covering(counted)
+        return self.finish(call, usage, status=status, error=error)
+
     @staticmethod
     def _row(call: Call, usage: Usage | None, status: int, error: str) -> dict[str, Any]:
         usage = usage or Usage()

@@ -24,8 +24,18 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from billing import tokens
-from gateway.adaptors.base import CHAT, Adaptor, ChatRequest, FailureKind, UpstreamFailure, Usage
-from gateway.adaptors.gemini import GeminiAdaptor, usage_of
+from gateway.adaptors._chat import loads
+from gateway.adaptors._sse import sse_events
+from gateway.adaptors.base import (
+    CHAT,
+    Adaptor,
+    ChatRequest,
+    FailureKind,
+    UpstreamFailure,
+    Usage,
+    transport_errors,
+)
+from gateway.adaptors.gemini import GeminiAdaptor, failure, usage_of
 from gateway.auth import client_ip, request_key
 from gateway.http.disconnect import DisconnectWatch, while_connected
 from gateway.relay import CLIENT_CLOSED, Call, new_request_id
@@ -273,17 +283,13 @@ async def _prepend(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -
 async def _native_chunks(adaptor: GeminiAdaptor, upstream_model: str, native: dict[str, Any], model: str,
                          state: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """A Gemini channel's own stream, passed on; usage and text noted for billing."""
-    from gateway.adaptors._sse import sse_events
-    from gateway.adaptors.base import transport_errors
-    from gateway.adaptors.gemini import failure
-
     url = f"{adaptor.root}{upstream_model}:streamGenerateContent?alt=sse"
     with transport_errors():
         async with adaptor.http.stream("POST", url, json=native, headers=adaptor.headers) as response:
             if response.status_code >= 400:
                 raise failure(response.status_code, await response.aread())
             async for _event, raw in sse_events(response):
-                data = json.loads(raw)
+                data = loads(raw, "a Gemini stream event")
                 if "error" in data:
                     raise UpstreamFailure(f"Gemini: {(data['error'] or {}).get('message', 'stream error')}",
                                           kind=FailureKind.RETRY)
@@ -334,10 +340,5 @@ async def _relay(gw: Gateway, call: Call, body: dict[str, Any], chunks: AsyncIte
             status, error = CLIENT_CLOSED, "the client closed the stream before it ended"
         with anyio.CancelScope(shield=True):
             await chunks.aclose()  # type: ignore[attr-defined]
-            usage = state.get("usage")
-            if usage is None or not done:
-                texts = list(state["texts"])
-                counted = await anyio.to_thread.run_sync(lambda: Usage(
-                    prompt_tokens=tokens.count_chat_prompt(body), completion_tokens=sum(tokens.count(t) for t in texts)))
-                usage = counted if usage is None else usage.covering(counted)
-            gw.relay.finish(call, usage, status=status, error=error)
+            await gw.relay.finish_translated(call, state.get("usage"), body, list(state["texts"]), complete=done,
+                                             status=status, error=error)

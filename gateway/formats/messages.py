@@ -487,11 +487,5 @@ async def _relay_events(gw: Gateway, call: Call, body: dict[str, Any], events: A
             status, error = CLIENT_CLOSED, "the client closed the stream before it ended"
         with anyio.CancelScope(shield=True):
             await events.aclose()  # type: ignore[attr-defined]
-            usage = state.get("usage")
-            if usage is None or not state.get("final") or (usage.prompt_tokens == 0 and usage.completion_tokens == 0):
-                # Cut before the final usage: bill what reached the client, counted here.
-                texts = list(state["texts"])
-                counted = await anyio.to_thread.run_sync(lambda: Usage(
-                    prompt_tokens=tokens.count_chat_prompt(body), completion_tokens=sum(tokens.count(t) for t in texts)))
-                usage = counted if usage is None else usage.covering(counted)
-            gw.relay.finish(call, usage, status=status, error=error)
+            await gw.relay.finish_translated(call, state.get("usage"), body, list(state["texts"]),
+                                             complete=bool(state.get("final")), status=status, error=error)
